@@ -1,0 +1,5 @@
+//! Integration tests of webhook2fedmsg-core: every recorded delivery, and
+//! the failure cases of signatures and payloads.
+
+mod fixtures;
+mod support;

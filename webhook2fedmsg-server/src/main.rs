@@ -1,0 +1,3 @@
+//! The `webhook2fedmsg` command.
+
+fn main() {}
