@@ -2,4 +2,5 @@
 //! the failure cases of signatures and payloads.
 
 mod fixtures;
+mod interop;
 mod support;
