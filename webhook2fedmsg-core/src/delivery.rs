@@ -4,9 +4,18 @@
 //! computed over them; [`Delivery::payload`] then finds the JSON payload
 //! inside (the body itself, or the `payload` field of a form) and checks that
 //! it is a UTF-8 JSON object.
+//!
+//! A payload with a lone UTF-16 surrogate escape (`"\ud800"` without its
+//! pair) is rejected as [`DeliveryError::InvalidJson`], wherever it is in
+//! the payload: such a string has no UTF-8 form, and consumers that decode
+//! strictly (as serde does) could not read the published message. The check
+//! costs one fast scan for `\u` escapes; only a payload that has a surrogate
+//! escape at all is parsed a second time, strictly.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
 /// Why the body of a delivery cannot be read as a JSON object.
@@ -25,7 +34,8 @@ pub enum DeliveryError {
     #[error("body is not valid UTF-8 (at byte {0})")]
     NotUtf8(usize),
     /// The body is not JSON, or JSON that serde cannot represent, such as a
-    /// lone UTF-16 surrogate escape.
+    /// lone UTF-16 surrogate escape, or a field the service reads has the
+    /// wrong type. The text says what and where, never quoting the body.
     #[error("body is not valid JSON: {0}")]
     InvalidJson(String),
     /// The body is JSON but not an object.
@@ -127,7 +137,9 @@ impl Delivery {
     /// `application/json` (and any `+json` type, or no `Content-Type` at
     /// all) takes the body as it is; `application/x-www-form-urlencoded`
     /// takes the decoded `payload` field, as GitHub sends it. The check is
-    /// cheap; services parse the payload themselves.
+    /// cheap; services parse the payload themselves. Fails with
+    /// [`DeliveryError::InvalidJson`] on a lone surrogate escape anywhere in
+    /// the payload (see the module documentation).
     pub fn payload(&self) -> Result<Cow<'_, [u8]>, DeliveryError> {
         let payload = match self.content_type()? {
             ContentType::Json => Cow::Borrowed(self.body.as_slice()),
@@ -212,5 +224,93 @@ fn check_object(payload: &[u8]) -> Result<(), DeliveryError> {
         Some(b't' | b'f') => Err(DeliveryError::NotAnObject("a boolean")),
         Some(b'-' | b'0'..=b'9') => Err(DeliveryError::NotAnObject("a number")),
         Some(_) => Err(DeliveryError::InvalidJson("expected a JSON object".into())),
+    }?;
+    if has_surrogate_escape(payload) {
+        // Skipping a value, as services do with the fields they do not
+        // read, does not decode its strings; parsing every string does.
+        let mut parser = serde_json::Deserializer::from_slice(payload);
+        Strict::deserialize(&mut parser)
+            .and_then(|_| parser.end())
+            .map_err(|e| invalid_json(&e))?;
+    }
+    Ok(())
+}
+
+/// Whether the payload may hold a `\uD800`-`\uDFFF` escape. A backslash
+/// that is itself escaped gives a false positive, which only costs the
+/// strict parse.
+fn has_surrogate_escape(payload: &[u8]) -> bool {
+    memchr::memmem::find_iter(payload, b"\\u").any(|at| {
+        matches!(payload.get(at + 2), Some(b'd' | b'D'))
+            && matches!(
+                payload.get(at + 3),
+                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+            )
+    })
+}
+
+/// Describes a serde_json error without quoting the payload.
+///
+/// Syntax errors name a fixed cause and a position; errors about the data
+/// (a field of the wrong type) would quote the value, so only their
+/// position is kept.
+pub(crate) fn invalid_json(error: &serde_json::Error) -> DeliveryError {
+    let (line, column) = (error.line(), error.column());
+    DeliveryError::InvalidJson(match error.classify() {
+        serde_json::error::Category::Data => {
+            format!("a field has an unexpected type or value at line {line} column {column}")
+        }
+        _ => error.to_string(),
+    })
+}
+
+/// Any JSON value, parsed with every string and key decoded.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Strict)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
     }
 }

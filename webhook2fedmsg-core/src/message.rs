@@ -227,7 +227,8 @@ mod tests {
 
     #[test]
     fn sent_at_is_utc_without_fraction() {
-        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
+            .expect("a time in range");
         assert_eq!(format_sent_at(at), "2023-11-14T22:13:20+00:00");
     }
 

@@ -16,6 +16,7 @@ use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
 
+use crate::delivery;
 use crate::event::AGENT_PLACEHOLDER;
 use crate::message::Schema;
 use crate::{Delivery, DeliveryError, Event, Identity, Secret, SignatureError, SkipReason};
@@ -148,12 +149,12 @@ impl FromStr for Kind {
 pub(crate) fn read_fields<'a, T: serde::Deserialize<'a>>(
     payload: &'a [u8],
 ) -> Result<T, DeliveryError> {
-    serde_json::from_slice(payload).map_err(|e| DeliveryError::InvalidJson(e.to_string()))
+    serde_json::from_slice(payload).map_err(|e| delivery::invalid_json(&e))
 }
 
 /// Parses the whole payload as a JSON value, for services that edit it.
 pub(crate) fn read_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DeliveryError> {
-    serde_json::from_slice(payload).map_err(|e| DeliveryError::InvalidJson(e.to_string()))
+    serde_json::from_slice(payload).map_err(|e| delivery::invalid_json(&e))
 }
 
 /// Which delivery headers a message body keeps, by lower-case name.

@@ -3,4 +3,6 @@
 
 mod fixtures;
 mod interop;
+mod payloads;
+mod signatures;
 mod support;
