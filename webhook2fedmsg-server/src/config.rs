@@ -1,0 +1,384 @@
+//! Configuration: one struct per section, read once and checked before the
+//! server binds anything.
+//!
+//! Values come from a TOML file (`--config FILE` or `WEBHOOK2FEDMSG_CONFIG`)
+//! and from the environment: `WEBHOOK2FEDMSG_` followed by the key, `__`
+//! between nested keys (`WEBHOOK2FEDMSG_DATABASE__URL`). The environment
+//! wins. Every key has a default, so the server starts with no file at all:
+//! SQLite in the working directory, listening on 127.0.0.1:8080, messages
+//! written to a file instead of a broker. `config.example.toml` beside this
+//! crate documents every key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The base of every webhook URL shown to users, as the sending
+    /// services reach us (`https://webhook.fedoraproject.org`). Never
+    /// taken from request headers. Default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Where tokens, sessions and the outbox live.
+    pub database: DatabaseConfig,
+    /// The RabbitMQ broker; without `url`, messages go to the file sink.
+    pub amqp: AmqpConfig,
+    /// The file sink used when no broker is configured.
+    pub sink: SinkConfig,
+    /// Encryption of token secrets at rest.
+    pub secrets: SecretsConfig,
+    /// Limits on what senders may send.
+    pub limits: LimitsConfig,
+    /// Recognising redeliveries and replays.
+    pub dedupe: DedupeConfig,
+    /// FASJSON, for mapping forge accounts to Fedora accounts.
+    pub fasjson: FasjsonConfig,
+    /// FAS login (OpenID Connect).
+    pub oidc: OidcConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database: DatabaseConfig::default(),
+            amqp: AmqpConfig::default(),
+            sink: SinkConfig::default(),
+            secrets: SecretsConfig::default(),
+            limits: LimitsConfig::default(),
+            dedupe: DedupeConfig::default(),
+            fasjson: FasjsonConfig::default(),
+            oidc: OidcConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (created if missing) or `postgres://...`.
+    /// Default `sqlite://webhook2fedmsg.db` in the working directory.
+    pub url: Sensitive,
+    /// Connections in the pool. Default 8 (SQLite: writes are serialised
+    /// by SQLite itself whatever this is).
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Sensitive("sqlite://webhook2fedmsg.db".into()),
+            max_connections: 8,
+        }
+    }
+}
+
+/// `[amqp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// `amqp://user:pass@host:5672/%2f` or `amqps://...`. Unset: no
+    /// broker, messages are written to the file sink.
+    pub url: Option<Sensitive>,
+    /// Exchange to publish to; it must exist (declared passively).
+    /// Default `amq.topic`.
+    pub exchange: String,
+    /// Prepended to every topic with one dot, whether or not it ends with
+    /// one (`org.fedoraproject.prod`). Default empty.
+    pub topic_prefix: String,
+    /// PEM file of the CA that signed the broker's certificate (amqps).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for EXTERNAL authentication (amqps).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            exchange: "amq.topic".into(),
+            topic_prefix: String::new(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// File that receives one fedora-messaging dump line per message when
+    /// no broker is configured. Default `messages.jsonl`.
+    pub path: PathBuf,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            path: "messages.jsonl".into(),
+        }
+    }
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// The 32-byte key that encrypts token secrets, as 64 hex digits
+    /// (better set from the environment: `WEBHOOK2FEDMSG_SECRETS__KEY`).
+    pub key: Option<Sensitive>,
+    /// A file holding that key (64 hex digits). When neither is set, a
+    /// development key is generated in `webhook2fedmsg-dev.key` on first
+    /// start, with a warning.
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest webhook body accepted, in bytes; larger ones get 413 before
+    /// they are read whole. Default 25 MiB, GitHub's own cap.
+    pub max_body_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[dedupe]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupeConfig {
+    /// How long a delivery is remembered, in hours: a redelivery (same
+    /// delivery id) or replay (same body) on the same token within this
+    /// window publishes nothing new. Default 168 (a week).
+    pub retention_hours: u64,
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        Self {
+            retention_hours: 168,
+        }
+    }
+}
+
+/// `[fasjson]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FasjsonConfig {
+    /// Base URL of FASJSON (`https://fasjson.fedoraproject.org`). Unset:
+    /// no lookups, every agent is null.
+    pub url: Option<String>,
+    /// Give up on a lookup after this many milliseconds. Default 1500.
+    pub timeout_ms: u64,
+    /// Keep answers (found or not) this many seconds. Default 3600.
+    pub cache_seconds: u64,
+}
+
+impl Default for FasjsonConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            timeout_ms: 1500,
+            cache_seconds: 3600,
+        }
+    }
+}
+
+/// `[oidc]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The issuer URL; discovery is read from it
+    /// (`https://id.fedoraproject.org/openidc`). Unset: login is disabled.
+    pub provider_url: Option<String>,
+    /// The client id registered with the provider.
+    pub client_id: Option<String>,
+    /// The client secret registered with the provider.
+    pub client_secret: Option<Sensitive>,
+    /// Members of this group (from the groups claim) administer every
+    /// token. Unset: nobody does.
+    pub admin_group: Option<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`. Default `text`.
+    pub format: String,
+    /// A tracing filter (`info`, `webhook2fedmsg_server=debug`). Default
+    /// `info`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// A configuration value that must not appear in logs: `Debug` hides it,
+/// and URLs show no password.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Sensitive(pub String);
+
+impl Sensitive {
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+/// A URL with any password replaced by `***`; anything else is hidden
+/// entirely.
+pub fn redact_url(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return "<redacted>".into();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => value.to_string(),
+    }
+}
+
+impl Config {
+    /// Reads the configuration from `file` (or `WEBHOOK2FEDMSG_CONFIG`)
+    /// and the environment, then checks it.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let from_env = std::env::var_os("WEBHOOK2FEDMSG_CONFIG").map(PathBuf::from);
+        if let Some(path) = file.map(Path::to_path_buf).or(from_env) {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("WEBHOOK2FEDMSG_")
+            .ignore(&["CONFIG", "PYTHON"])
+            .filter(|key| !key.as_str().starts_with("test_"))
+            .split("__");
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .context("invalid configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work, naming the key at fault.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("public_url must start with http:// or https://");
+            }
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            bail!("database.url must be sqlite://PATH or postgres://...");
+        }
+        if let Some(url) = &self.amqp.url {
+            let url = url.expose();
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                bail!("amqp.url must start with amqp:// or amqps://");
+            }
+        }
+        if self.amqp.cert_file.is_some() != self.amqp.key_file.is_some() {
+            bail!("amqp.cert_file and amqp.key_file must be set together");
+        }
+        if self.limits.max_body_bytes == 0 {
+            bail!("limits.max_body_bytes must be positive");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be text or json");
+        }
+        let oidc = [
+            self.oidc.provider_url.is_some(),
+            self.oidc.client_id.is_some(),
+            self.oidc.client_secret.is_some(),
+        ];
+        if oidc.iter().any(|set| *set) && !oidc.iter().all(|set| *set) {
+            bail!("oidc.provider_url, oidc.client_id and oidc.client_secret must be set together");
+        }
+        Ok(())
+    }
+
+    /// The base of webhook URLs, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The URL a sender posts to for a token.
+    pub fn hook_url(&self, service: &str, hook_id: &str) -> String {
+        format!("{}/{service}/{hook_id}", self.public_base())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_password() {
+        let url = Sensitive("amqps://fedora:hunter2@broker.example.org/%2f".into());
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("broker.example.org"));
+    }
+
+    #[test]
+    fn defaults_pass_the_checks() {
+        Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn half_configured_login_is_refused() {
+        let mut config = Config::default();
+        config.oidc.provider_url = Some("http://127.0.0.1:1/".into());
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("oidc."), "{error}");
+    }
+}

@@ -1,0 +1,148 @@
+//! Errors of request handlers, and their one mapping to HTTP.
+//!
+//! Which type goes where: the core's `SignatureError` and `DeliveryError`
+//! say what a sender got wrong; handlers wrap them, and everything else a
+//! request can meet, in [`HttpError`], a warp rejection. [`recover`] turns
+//! every rejection, warp's own included, into a status and a JSON body
+//! `{"error": "<code>", "message": "<text>"}`. A sender's mistake is a 4xx
+//! with a precise message, logged at info by the handler; anything internal
+//! is a 500 or 503 with a generic message, logged once, with the detail,
+//! where it happened. `anyhow` is only for startup and the command line.
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use webhook2fedmsg_core::{DeliveryError, SignatureError};
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// No such route, service or hook.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The token exists but is disabled.
+    #[error("this webhook's token is disabled")]
+    TokenDisabled,
+    /// The signature or token of a delivery is wrong or missing.
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    /// The delivery's signature verifies against no token of the service.
+    #[error("the signature matches no token of this service")]
+    NoMatchingToken,
+    /// A service that signs nothing must be reached by its hook URL.
+    #[error("{0} deliveries are not signed: use the hook URL shown for the token")]
+    UnsignedService(&'static str),
+    /// The body cannot be read as this service's delivery.
+    #[error("{0}")]
+    Delivery(#[from] DeliveryError),
+    /// The body is over the configured limit.
+    #[error("the body is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The request itself is malformed (wrong method, bad header).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The method is not allowed here.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The database or another part is away: nothing was stored.
+    #[error("the service is temporarily unavailable, nothing was stored: retry later")]
+    Unavailable,
+    /// A bug or an unexpected failure; the detail is in the log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl warp::reject::Reject for HttpError {}
+
+impl HttpError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::TokenDisabled => StatusCode::FORBIDDEN,
+            HttpError::Signature(_)
+            | HttpError::NoMatchingToken
+            | HttpError::UnsignedService(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Delivery(DeliveryError::UnsupportedContentType(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            HttpError::Delivery(_) | HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HttpError::NotFound(_) => "not_found",
+            HttpError::TokenDisabled => "token_disabled",
+            HttpError::Signature(SignatureError::NoSecret) => "token_misconfigured",
+            HttpError::Signature(_) => "invalid_signature",
+            HttpError::NoMatchingToken => "invalid_signature",
+            HttpError::UnsignedService(_) => "hook_url_required",
+            HttpError::Delivery(DeliveryError::UnsupportedContentType(_)) => {
+                "unsupported_content_type"
+            }
+            HttpError::Delivery(_) => "invalid_payload",
+            HttpError::TooLarge(_) => "payload_too_large",
+            HttpError::BadRequest(_) => "bad_request",
+            HttpError::MethodNotAllowed => "method_not_allowed",
+            HttpError::Unavailable => "unavailable",
+            HttpError::Internal => "internal_error",
+        }
+    }
+
+    /// The JSON response.
+    pub fn into_response(&self) -> Response {
+        json_error(self.status(), self.code(), &self.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+/// A JSON error response.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: code,
+        message,
+    };
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// Maps every rejection to its JSON error response.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    if let Some(error) = rejection.find::<HttpError>() {
+        return Ok(error.into_response());
+    }
+    let error = if rejection.is_not_found() {
+        HttpError::NotFound("not found")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        HttpError::MethodNotAllowed
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        HttpError::BadRequest(e.to_string())
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        HttpError::BadRequest(e.to_string())
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        HttpError::TooLarge(0)
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        HttpError::BadRequest(e.to_string())
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
+        HttpError::BadRequest("unsupported content type".into())
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        HttpError::Internal
+    };
+    Ok(error.into_response())
+}

@@ -1,0 +1,116 @@
+//! Receiving webhooks: `POST /<service>/<hook-id>` and `POST /<service>`.
+//!
+//! The filters here do routing and extraction only: the service from the
+//! path, the headers, and the body read up to the configured limit (a
+//! larger body gets 413 before it is read whole, whether its length is
+//! announced or it arrives chunked). [`receive`] does the work. A trailing
+//! slash is accepted, never redirected; no CORS headers are sent.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt as _};
+use warp::Filter;
+use warp::http::HeaderMap;
+use webhook2fedmsg_core::Kind;
+
+use crate::App;
+use crate::error::HttpError;
+
+mod receive;
+
+pub use receive::receive;
+
+/// The webhook routes.
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let limit = app.config.limits.max_body_bytes;
+    warp::post()
+        .and(service())
+        .and(hook_id())
+        .and(warp::header::headers_cloned())
+        .and(limited_body(limit))
+        .and(with_app(app))
+        .and_then(|kind, hook, headers, body, app| async move {
+            receive(app, kind, hook, headers, body)
+                .await
+                .map_err(warp::reject::custom)
+        })
+}
+
+fn with_app(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// The first path segment, when it names a service.
+fn service() -> impl Filter<Extract = (Kind,), Error = warp::Rejection> + Clone {
+    warp::path::param::<String>().and_then(|name: String| async move {
+        name.parse::<Kind>().map_err(|_| warp::reject::not_found())
+    })
+}
+
+/// The hook id, if the path has one, and nothing more (a trailing slash is
+/// fine).
+fn hook_id() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection> + Clone {
+    warp::path::tail().and_then(|tail: warp::path::Tail| async move {
+        let segments: Vec<&str> = tail.as_str().split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            [] => Ok(None),
+            [hook] => Ok(Some(hook.to_string())),
+            _ => Err(warp::reject::not_found()),
+        }
+    })
+}
+
+/// The body, refused with 413 as soon as it is known to exceed `limit`.
+fn limited_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, stream| async move {
+            if length.is_some_and(|l| l > limit) {
+                return Err(warp::reject::custom(HttpError::TooLarge(limit)));
+            }
+            read_limited(stream, limit)
+                .await
+                .map_err(warp::reject::custom)
+        })
+}
+
+async fn read_limited<S, B>(mut stream: S, limit: u64) -> Result<Bytes, HttpError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: bytes::Buf,
+{
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|e| HttpError::BadRequest(format!("cannot read the body: {e}")))?;
+        if (body.len() + chunk.remaining()) as u64 > limit {
+            return Err(HttpError::TooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// Header pairs for the core; values that are not UTF-8 are read lossily
+/// (they then match no signature).
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}

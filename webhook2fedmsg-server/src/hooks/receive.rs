@@ -1,0 +1,268 @@
+//! The work of receiving one webhook: find the token, verify, decode,
+//! resolve the agent, store, answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::json;
+use tracing::Instrument as _;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::{Reply as _, Response};
+use webhook2fedmsg_core::{Context, Delivery, Event, Kind, Secret};
+
+use super::header_pairs;
+use crate::App;
+use crate::crypto::sha256_hex;
+use crate::error::HttpError;
+use crate::store::{Accepted, NewDelivery, Stored, Token, now_ms};
+
+/// Handles `POST /<service>[/<hook-id>]`.
+pub async fn receive(
+    app: Arc<App>,
+    kind: Kind,
+    hook: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let started = Instant::now();
+    app.metrics
+        .received
+        .get_or_create(&crate::metrics::ServiceLabel {
+            service: kind.name().into(),
+        })
+        .inc();
+    let delivery = Delivery::new(header_pairs(&headers), body.to_vec());
+    let span = tracing::info_span!("webhook", webhook.service = kind.name());
+    let result = handle(&app, kind, hook.as_deref(), &delivery)
+        .instrument(span)
+        .await;
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let delivery_id = sender_delivery_id(&delivery);
+    match result {
+        Ok(outcome) => {
+            app.metrics.accept(kind.name(), outcome.label);
+            tracing::info!(
+                webhook.service = kind.name(),
+                token.id = %outcome.token_id,
+                delivery.id = ?delivery_id,
+                message.id = outcome.message_id.as_deref(),
+                outcome = outcome.label,
+                reason = outcome.reason.as_deref(),
+                duration_ms,
+                "webhook accepted"
+            );
+            Ok(outcome.response)
+        }
+        Err(Refused { error, token_id }) => {
+            app.metrics.reject(kind.name(), error.code());
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::error!(webhook.service = kind.name(), token.id = token_id.as_deref(),
+                    delivery.id = ?delivery_id, outcome = "error", reason = error.code(),
+                    duration_ms, "webhook not stored");
+            } else {
+                tracing::info!(webhook.service = kind.name(), token.id = token_id.as_deref(),
+                    delivery.id = ?delivery_id, outcome = "rejected", reason = %error,
+                    status = status.as_u16(), duration_ms, "webhook rejected");
+            }
+            Err(error)
+        }
+    }
+}
+
+struct Outcome {
+    token_id: String,
+    label: &'static str,
+    message_id: Option<String>,
+    reason: Option<String>,
+    response: Response,
+}
+
+struct Refused {
+    error: HttpError,
+    token_id: Option<String>,
+}
+
+impl From<HttpError> for Refused {
+    fn from(error: HttpError) -> Self {
+        Refused {
+            error,
+            token_id: None,
+        }
+    }
+}
+
+async fn handle(
+    app: &App,
+    kind: Kind,
+    hook: Option<&str>,
+    delivery: &Delivery,
+) -> Result<Outcome, Refused> {
+    let now = now_ms();
+    let token = find_token(app, kind, hook, delivery, now).await?;
+    let refused = |error: HttpError| Refused {
+        error,
+        token_id: Some(token.id.clone()),
+    };
+
+    let context = Context {
+        instance_url: token.instance_url.clone(),
+    };
+    let event = kind
+        .service()
+        .decode(delivery, &context)
+        .map_err(|e| refused(e.into()))?;
+    let digest = sha256_hex(delivery.body());
+    let (new, label) = match event.skip() {
+        Some(reason) => (
+            skipped(&token, &event, digest, &reason.to_string()),
+            "skipped",
+        ),
+        None => (queued(app, &token, event, digest, now).await, "queued"),
+    };
+    let message_id = new.message.as_ref().map(|m| m.message_id.clone());
+    let reason = new.skip_reason.clone();
+
+    let stored = app.writer.store(new).await.map_err(|error| {
+        tracing::error!(%error, token.id = %token.id, "cannot store a delivery");
+        refused(HttpError::Unavailable)
+    })?;
+    let (status, message_id, label) = match stored {
+        Stored::New => {
+            if message_id.is_some() {
+                app.dispatch.notify_one();
+            }
+            (StatusCode::ACCEPTED, message_id, label)
+        }
+        Stored::Duplicate(first) => (StatusCode::OK, first, "duplicate"),
+    };
+    let body = match (&message_id, &reason, label) {
+        (_, _, "duplicate") => json!({"message_id": message_id, "duplicate": true}),
+        (Some(id), _, _) => json!({"message_id": id}),
+        (None, reason, _) => json!({"message_id": null, "reason": reason}),
+    };
+    let response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+    Ok(Outcome {
+        token_id: token.id,
+        label,
+        message_id,
+        reason,
+        response,
+    })
+}
+
+/// The token a delivery is for: named by the hook id, or for
+/// `POST /<service>`, the first enabled token of the service whose secrets
+/// verify it. Verification happens here in both cases.
+async fn find_token(
+    app: &App,
+    kind: Kind,
+    hook: Option<&str>,
+    delivery: &Delivery,
+    now: i64,
+) -> Result<Token, Refused> {
+    let now_secs = now / 1000;
+    let Some(hook) = hook else {
+        if kind == Kind::Pretix {
+            return Err(HttpError::UnsignedService(kind.name()).into());
+        }
+        let tokens = app
+            .store
+            .enabled_tokens_of(kind.name())
+            .await
+            .map_err(unavailable)?;
+        for token in tokens {
+            let secrets = secrets_of(app, &token, now).await?;
+            if kind.service().verify(delivery, &secrets, now_secs).is_ok() {
+                return Ok(token);
+            }
+        }
+        return Err(HttpError::NoMatchingToken.into());
+    };
+
+    let token = app
+        .store
+        .token_by_hook(kind.name(), hook)
+        .await
+        .map_err(unavailable)?
+        .ok_or(HttpError::NotFound("no such webhook: check the URL"))?;
+    let refused = |error: HttpError| Refused {
+        error,
+        token_id: Some(token.id.clone()),
+    };
+    if !token.is_enabled() {
+        return Err(refused(HttpError::TokenDisabled));
+    }
+    let secrets = secrets_of(app, &token, now).await?;
+    kind.service()
+        .verify(delivery, &secrets, now_secs)
+        .map_err(|e| refused(e.into()))?;
+    Ok(token)
+}
+
+async fn secrets_of(app: &App, token: &Token, now: i64) -> Result<Vec<Secret>, Refused> {
+    app.store
+        .active_secrets(&app.secrets, &token.id, now)
+        .await
+        .map_err(|e| Refused {
+            error: unavailable(e),
+            token_id: Some(token.id.clone()),
+        })
+}
+
+fn unavailable(error: sqlx::Error) -> HttpError {
+    tracing::error!(%error, "database unavailable");
+    HttpError::Unavailable
+}
+
+fn skipped(token: &Token, event: &Event, digest: String, reason: &str) -> NewDelivery {
+    NewDelivery {
+        token_id: token.id.clone(),
+        delivery_id: event.delivery_id().map(str::to_string),
+        body_digest: digest,
+        topic: event.topic().to_string(),
+        message: None,
+        skip_reason: Some(reason.to_string()),
+    }
+}
+
+async fn queued(app: &App, token: &Token, event: Event, digest: String, now: i64) -> NewDelivery {
+    let agent = match event.identity() {
+        Some(identity) => app.agents.resolve(identity).await,
+        None => None,
+    };
+    let delivery_id = event.delivery_id().map(str::to_string);
+    let topic = event.topic().to_string();
+    let sent_at = time::OffsetDateTime::from_unix_timestamp(now / 1000)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    let message = event.into_message(agent.as_deref(), uuid::Uuid::new_v4(), sent_at);
+    let headers = serde_json::to_string(&message.headers()).unwrap_or_else(|_| "{}".into());
+    NewDelivery {
+        token_id: token.id.clone(),
+        delivery_id,
+        body_digest: digest,
+        topic,
+        message: Some(Accepted {
+            message_id: message.id().to_string(),
+            body: message.body().to_string(),
+            headers,
+        }),
+        skip_reason: None,
+    }
+}
+
+/// The sender's delivery id, for the log line, from whichever header the
+/// services use.
+fn sender_delivery_id(delivery: &Delivery) -> Option<&str> {
+    [
+        "x-github-delivery",
+        "x-forgejo-delivery",
+        "x-gitea-delivery",
+        "idempotency-key",
+        "x-gitlab-event-uuid",
+        "x-discourse-event-id",
+    ]
+    .into_iter()
+    .find_map(|name| delivery.first_header(name))
+}

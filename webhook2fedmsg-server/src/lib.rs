@@ -1,0 +1,179 @@
+//! The webhook2fedmsg server: receives webhooks, stores them durably and
+//! publishes them to Fedora Messaging.
+//!
+//! The parts: [`config`] (TOML and environment), [`store`] (SQLite or
+//! PostgreSQL: tokens, deliveries, the outbox), [`hooks`] (the webhook
+//! endpoints, on top of `webhook2fedmsg-core`), [`dispatch`] (outbox to
+//! broker), [`publish`] (RabbitMQ or a file), [`agents`] (FASJSON),
+//! [`metrics`], and [`cli`], the `webhook2fedmsg` command. [`run`] starts
+//! everything on a listener the caller bound, so that tests can run the
+//! whole server on `127.0.0.1:0`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use warp::Filter as _;
+use warp::http::StatusCode;
+use warp::reply::Reply as _;
+use webhook2fedmsg_core::agent::{AgentResolver, NoAgents};
+
+pub mod agents;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod dispatch;
+pub mod error;
+pub mod hooks;
+pub mod metrics;
+pub mod publish;
+pub mod store;
+
+use config::Config;
+use crypto::SecretBox;
+use metrics::Metrics;
+use publish::Publisher;
+use store::Store;
+use store::deliveries::Writer;
+
+/// What every request handler shares.
+pub struct App {
+    /// The configuration, as loaded.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Batches delivery writes.
+    pub writer: Writer,
+    /// Opens token secrets.
+    pub secrets: SecretBox,
+    /// Resolves agents to Fedora usernames.
+    pub agents: Arc<dyn AgentResolver>,
+    /// Where messages go.
+    pub publisher: Arc<dyn Publisher>,
+    /// Wakes the dispatcher when a message is stored.
+    pub dispatch: Arc<Notify>,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+}
+
+impl App {
+    /// Connects to the database (applying migrations) and builds the
+    /// publisher the configuration asks for.
+    pub async fn new(config: Config) -> anyhow::Result<Arc<Self>> {
+        let store = Store::connect(
+            config.database.url.expose(),
+            config.database.max_connections,
+        )
+        .await?;
+        store.migrate().await?;
+        let secrets = SecretBox::from_config(&config.secrets)?;
+        let agents: Arc<dyn AgentResolver> = match agents::Fasjson::from_config(&config.fasjson)? {
+            Some(fasjson) => Arc::new(fasjson),
+            None => Arc::new(NoAgents),
+        };
+        let publisher = publish::from_config(&config)?;
+        Ok(Arc::new(Self {
+            writer: Writer::start(store.clone()),
+            config,
+            store,
+            secrets,
+            agents,
+            publisher,
+            dispatch: Arc::new(Notify::new()),
+            metrics: Arc::new(Metrics::new()),
+        }))
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` completes: stops
+/// accepting, finishes the requests in flight, and leaves unsent messages
+/// in the outbox for the next start.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = App::new(config).await?;
+    serve(app, listener, shutdown).await
+}
+
+/// Like [`run`], with an [`App`] the caller built.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let dispatcher = dispatch::Dispatcher {
+        store: app.store.clone(),
+        publisher: app.publisher.clone(),
+        topic_prefix: app.config.amqp.topic_prefix.clone(),
+        wake: app.dispatch.clone(),
+        metrics: app.metrics.clone(),
+        retention_ms: (app.config.dedupe.retention_hours as i64).saturating_mul(3_600_000),
+    };
+    let dispatching = tokio::spawn(dispatcher.run(stopped));
+
+    let address = listener.local_addr().context("listener has no address")?;
+    tracing::info!(listen = %address, public_url = %app.config.public_base(), "listening");
+    warp::serve(routes(app.clone()))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+
+    tracing::info!("shutting down: unsent messages stay in the outbox");
+    let _ = stop.send(true);
+    let _ = dispatching.await;
+    app.store.close().await;
+    Ok(())
+}
+
+/// Every route of the server.
+pub fn routes(
+    app: Arc<App>,
+) -> impl warp::Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let ready_app = app.clone();
+    let ready = warp::path!("readyz").and(warp::get()).then(move || {
+        let app = ready_app.clone();
+        async move { readiness(&app).await }
+    });
+    let metrics_app = app.clone();
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(
+            metrics_app.metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .into_response()
+    });
+    health
+        .or(ready)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(hooks::routes(app))
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::reply::with::header(
+            "x-content-type-options",
+            "nosniff",
+        ))
+}
+
+async fn readiness(app: &App) -> warp::reply::Response {
+    let (database, broker) = tokio::join!(app.store.is_ready(), app.publisher.is_ready());
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"database": database, "broker": broker});
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}

@@ -1,0 +1,291 @@
+//! Tokens: a user's registration of one webhook on one service, with its
+//! hook id (the last part of the webhook URL) and its secrets.
+
+use webhook2fedmsg_core::Secret;
+
+use super::{Store, now_ms};
+use crate::crypto::{self, SecretBox};
+
+/// A token, as stored (its secrets are fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Token {
+    /// The token's id (a UUID), used by the API and the CLI.
+    pub id: String,
+    /// 128 random bits in hex: the secret part of the webhook URL.
+    pub hook_id: String,
+    /// The FAS username of the owner.
+    pub owner: String,
+    /// The service name (`github`).
+    pub service: String,
+    /// The owner's label.
+    pub name: String,
+    /// 1 when deliveries are accepted, 0 when disabled.
+    pub enabled: i64,
+    /// Pretix: the base URL of the instance.
+    pub instance_url: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// When a delivery last reached this token's hook.
+    pub last_used_at: Option<i64>,
+}
+
+impl Token {
+    /// Whether deliveries are accepted.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled != 0
+    }
+}
+
+/// One of a token's secrets, still sealed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenSecret {
+    /// The secret's row id.
+    pub id: String,
+    /// The encrypted secret.
+    pub sealed: String,
+    /// When it was added.
+    pub created_at: i64,
+    /// When it stops verifying; `None` for the current secret.
+    pub expires_at: Option<i64>,
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, hook_id, owner, service, name, enabled, instance_url, created_at, last_used_at";
+
+/// What a new token is made of.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    /// The owner's FAS username (created if unknown).
+    pub owner: &'a str,
+    /// The service name.
+    pub service: &'a str,
+    /// The owner's label.
+    pub name: &'a str,
+    /// The secret; generated when `None`.
+    pub secret: Option<&'a str>,
+    /// Pretix: the instance's base URL.
+    pub instance_url: Option<&'a str>,
+}
+
+impl Store {
+    /// Creates a token and returns it with its secret in clear, the only
+    /// time the secret is shown.
+    pub async fn create_token(
+        &self,
+        secrets: &SecretBox,
+        new: NewToken<'_>,
+    ) -> sqlx::Result<(Token, String)> {
+        let secret = match new.secret {
+            Some(s) => s.to_string(),
+            None => crypto::new_secret(),
+        };
+        self.upsert_user(new.owner, None, None).await?;
+        let token = Token {
+            id: uuid::Uuid::new_v4().to_string(),
+            hook_id: crypto::new_hook_id(),
+            owner: new.owner.to_string(),
+            service: new.service.to_string(),
+            name: new.name.to_string(),
+            enabled: 1,
+            instance_url: new.instance_url.map(str::to_string),
+            created_at: now_ms(),
+            last_used_at: None,
+        };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, hook_id, owner, service, name, enabled, instance_url, \
+             created_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+        )
+        .bind(&token.id)
+        .bind(&token.hook_id)
+        .bind(&token.owner)
+        .bind(&token.service)
+        .bind(&token.name)
+        .bind(&token.instance_url)
+        .bind(token.created_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_secret(&mut tx, secrets, &token.id, &secret).await?;
+        tx.commit().await?;
+        Ok((token, secret))
+    }
+
+    /// The token with this id.
+    pub async fn token(&self, id: &str) -> sqlx::Result<Option<Token>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// The token a webhook URL names.
+    pub async fn token_by_hook(&self, service: &str, hook_id: &str) -> sqlx::Result<Option<Token>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hook_id = $1 AND service = $2");
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(hook_id)
+            .bind(service)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// Every enabled token of a service (for `POST /<service>`).
+    pub async fn enabled_tokens_of(&self, service: &str) -> sqlx::Result<Vec<Token>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE service = $1 AND enabled = 1 \
+             ORDER BY created_at"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(service)
+            .fetch_all(self.pool())
+            .await
+    }
+
+    /// Tokens of one owner, or of everybody.
+    pub async fn tokens(&self, owner: Option<&str>) -> sqlx::Result<Vec<Token>> {
+        match owner {
+            Some(owner) => {
+                let sql = format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner = $1 \
+                     ORDER BY service, created_at"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(owner)
+                    .fetch_all(self.pool())
+                    .await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY owner, service, created_at"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(self.pool())
+                    .await
+            }
+        }
+    }
+
+    /// The secrets of a token that verify at `now` (milliseconds), opened.
+    ///
+    /// A secret that does not decrypt (a wrong key) is left out with an
+    /// error in the log: the token then verifies nothing.
+    pub async fn active_secrets(
+        &self,
+        secrets: &SecretBox,
+        token_id: &str,
+        now: i64,
+    ) -> sqlx::Result<Vec<Secret>> {
+        let rows: Vec<TokenSecret> = sqlx::query_as(
+            "SELECT id, sealed, created_at, expires_at FROM token_secrets \
+             WHERE token_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(token_id)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        let mut opened = Vec::with_capacity(rows.len());
+        for row in rows {
+            match secrets.open(token_id, &row.sealed) {
+                Ok(secret) => opened.push(Secret::new(secret)),
+                Err(error) => tracing::error!(token.id = token_id, %error, "cannot open a secret"),
+            }
+        }
+        Ok(opened)
+    }
+
+    /// The secrets rows of a token (still sealed), newest first.
+    pub async fn token_secrets(&self, token_id: &str) -> sqlx::Result<Vec<TokenSecret>> {
+        sqlx::query_as(
+            "SELECT id, sealed, created_at, expires_at FROM token_secrets \
+             WHERE token_id = $1 ORDER BY created_at DESC",
+        )
+        .bind(token_id)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    /// Replaces a token's secret. The old ones keep verifying for
+    /// `grace_ms` (0: they stop at once). Returns the new secret in clear.
+    pub async fn rotate_secret(
+        &self,
+        secrets: &SecretBox,
+        token_id: &str,
+        new_secret: Option<&str>,
+        grace_ms: i64,
+    ) -> sqlx::Result<String> {
+        let secret = match new_secret {
+            Some(s) => s.to_string(),
+            None => crypto::new_secret(),
+        };
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE token_secrets SET expires_at = $1 WHERE token_id = $2 \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now + grace_ms.max(0))
+        .bind(token_id)
+        .execute(&mut *tx)
+        .await?;
+        insert_secret(&mut tx, secrets, token_id, &secret).await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Enables or disables a token; `false` when there is no such token.
+    pub async fn set_token_enabled(&self, token_id: &str, enabled: bool) -> sqlx::Result<bool> {
+        let done = sqlx::query("UPDATE tokens SET enabled = $1 WHERE id = $2")
+            .bind(i64::from(enabled))
+            .bind(token_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Changes a token's label (and Pretix instance URL when given).
+    pub async fn update_token(
+        &self,
+        token_id: &str,
+        name: Option<&str>,
+        instance_url: Option<&str>,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tokens SET name = COALESCE($1, name), \
+             instance_url = COALESCE($2, instance_url) WHERE id = $3",
+        )
+        .bind(name)
+        .bind(instance_url)
+        .bind(token_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes a token and its secrets; its hook becomes unknown at once.
+    /// Messages already accepted stay in the outbox and are published.
+    pub async fn remove_token(&self, token_id: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE id = $1")
+            .bind(token_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+async fn insert_secret(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    secrets: &SecretBox,
+    token_id: &str,
+    secret: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO token_secrets (id, token_id, sealed, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(token_id)
+    .bind(secrets.seal(token_id, secret))
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
