@@ -4,7 +4,9 @@
 //! produces; they are used only to generate the schemas (the conversion
 //! itself keeps payloads as raw JSON). [`all`] lists each schema with the
 //! file name it has under `schemas/`; the server's `schemas` command writes
-//! or checks them.
+//! or checks them, and the core's `schemas_are_up_to_date` test fails when
+//! the checked-in files are stale. Optional headers are left out rather
+//! than written as null, and `agent` is always present.
 
 use schemars::{JsonSchema, Schema, schema_for};
 use serde::Serialize;
@@ -24,11 +26,13 @@ pub struct ForgeBody<H> {
     /// The service's own delivery headers, lower case, from an allowlist.
     pub headers: H,
     /// The Fedora username of whoever caused the event, when provably known.
+    #[schemars(required, schema_with = "nullable_string")]
     pub agent: Option<String>,
 }
 
 /// Headers kept from a GitHub delivery.
 #[derive(Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct GithubHeaders {
     /// The event name, also the last topic word.
     #[serde(rename = "x-github-event")]
@@ -37,7 +41,12 @@ pub struct GithubHeaders {
     #[serde(rename = "x-github-delivery")]
     pub delivery: String,
     /// The id of the hook.
-    #[serde(rename = "x-github-hook-id")]
+    #[serde(
+        rename = "x-github-hook-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub hook_id: Option<String>,
     /// The id of the repository, organisation or app the hook is on.
     #[serde(rename = "x-github-hook-installation-target-id")]
@@ -55,6 +64,7 @@ pub struct GithubHeaders {
 
 /// Headers kept from a GitLab delivery (never `X-Gitlab-Token`).
 #[derive(Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct GitlabHeaders {
     /// The event, such as `Push Hook`.
     #[serde(rename = "x-gitlab-event")]
@@ -66,27 +76,48 @@ pub struct GitlabHeaders {
     #[serde(rename = "x-gitlab-event-uuid")]
     pub event_uuid: String,
     /// The URL of the GitLab instance.
-    #[serde(rename = "x-gitlab-instance")]
+    #[serde(
+        rename = "x-gitlab-instance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub instance: Option<String>,
     /// Stays the same across GitLab's retries of one delivery.
-    #[serde(rename = "idempotency-key")]
+    #[serde(
+        rename = "idempotency-key",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub idempotency_key: Option<String>,
 }
 
 /// Headers kept from a Forgejo delivery.
 #[derive(Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ForgejoHeaders {
     /// The event name (taken from `X-Gitea-Event` when only that is sent).
     #[serde(rename = "x-forgejo-event")]
     pub event: String,
     /// The event's finer type, such as `pull_request_comment`.
-    #[serde(rename = "x-forgejo-event-type")]
+    #[serde(
+        rename = "x-forgejo-event-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub event_type: Option<String>,
     /// Forgejo's id of this delivery.
     #[serde(rename = "x-forgejo-delivery")]
     pub delivery: String,
     /// Bare hex HMAC-SHA256 of the body.
-    #[serde(rename = "x-forgejo-signature")]
+    #[serde(
+        rename = "x-forgejo-signature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub forgejo_signature: Option<String>,
     /// `sha1=<hex>` HMAC of the body (empty when not sent).
     #[serde(rename = "x-hub-signature")]
@@ -98,18 +129,29 @@ pub struct ForgejoHeaders {
 
 /// Headers kept from a Gitea delivery.
 #[derive(Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct GiteaHeaders {
     /// The event name.
     #[serde(rename = "x-gitea-event")]
     pub event: String,
     /// The event's finer type.
-    #[serde(rename = "x-gitea-event-type")]
+    #[serde(
+        rename = "x-gitea-event-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub event_type: Option<String>,
     /// Gitea's id of this delivery.
     #[serde(rename = "x-gitea-delivery")]
     pub delivery: String,
     /// Bare hex HMAC-SHA256 of the body.
-    #[serde(rename = "x-gitea-signature")]
+    #[serde(
+        rename = "x-gitea-signature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
     pub gitea_signature: Option<String>,
     /// `sha1=<hex>` HMAC of the body (empty when not sent).
     #[serde(rename = "x-hub-signature")]
@@ -131,6 +173,7 @@ pub struct DiscourseBody {
 
 /// Headers kept from a Discourse delivery.
 #[derive(Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct DiscourseHeaders {
     /// The forum's base URL.
     #[serde(rename = "X-Discourse-Instance")]
@@ -159,12 +202,14 @@ pub struct PretixPayload {
     /// The event's slug.
     pub event: String,
     /// The order code, when the action concerns an order.
+    #[schemars(required, schema_with = "nullable_string")]
     pub code: Option<String>,
     /// The action, such as `pretix.event.checkin`.
     pub action: String,
     /// The base URL of the Pretix instance, from the token's settings.
     pub instance_url: String,
     /// The attendee's name, when known.
+    #[schemars(required, schema_with = "nullable_string")]
     pub attendee_name: Option<String>,
     /// Every other field pretix sent.
     #[serde(flatten)]
@@ -178,10 +223,21 @@ pub struct PretixBody {
     /// The payload with `instance_url` and `attendee_name` added.
     pub body: PretixPayload,
     /// Pretix sends no headers of its own; always empty.
-    pub headers: Map<String, Value>,
+    pub headers: NoHeaders,
     /// The Fedora username of the attendee, when known.
+    #[schemars(required, schema_with = "nullable_string")]
     pub agent: Option<String>,
 }
+
+/// A string or null, for members that are always present.
+fn nullable_string(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({"type": ["string", "null"]})
+}
+
+/// An always empty header map.
+#[derive(Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct NoHeaders {}
 
 /// The schema of the messages of one service.
 pub fn for_service(kind: Kind) -> Schema {

@@ -4,5 +4,6 @@
 mod fixtures;
 mod interop;
 mod payloads;
+mod schemas;
 mod signatures;
 mod support;
