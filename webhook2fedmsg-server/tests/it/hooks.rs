@@ -1,0 +1,488 @@
+//! The webhook endpoints over real HTTP, on SQLite with the file sink:
+//! statuses, token lifecycle, dedupe, limits, and what never leaks.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use webhook2fedmsg_core::recording::Recording;
+
+use crate::server::{Options, TestServer, fixtures, post, set_header, signed_fixture};
+use crate::support::logs::Captured;
+
+fn push() -> std::path::PathBuf {
+    fixtures().join("github/push.new-branch.json")
+}
+
+#[tokio::test]
+async fn accepted_push_is_published_once_with_the_returned_id() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+
+    let (status, body) = post(&url, &signed_fixture(&push(), &secret)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["message_id"]
+        .as_str()
+        .expect("a message id")
+        .to_string();
+    server.drained().await;
+
+    let lines = server.sink_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], json!(id));
+    assert_eq!(lines[0]["topic"], "github.push");
+    assert_eq!(lines[0]["body"]["body"]["ref"], "refs/heads/master");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn redelivery_and_replay_get_the_first_message_id_and_publish_nothing() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let recording = signed_fixture(&push(), &secret);
+
+    let (_, first) = post(&url, &recording).await;
+    let (status, again) = post(&url, &recording).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["message_id"], first["message_id"]);
+
+    // The same body under a new delivery id is a replay.
+    let mut replay = recording.clone();
+    set_header(
+        &mut replay,
+        "X-GitHub-Delivery",
+        "00000000-0000-4000-8000-000000000001",
+    );
+    let (status, replayed) = post(&url, &replay).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replayed["message_id"], first["message_id"]);
+
+    server.drained().await;
+    assert_eq!(server.sink_lines().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_delivery_on_two_tokens_is_published_for_each() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url_a) = server
+        .token("user-a", "github", Some("shared-secret"))
+        .await;
+    let (_, _, url_b) = server
+        .token("user-b", "github", Some("shared-secret"))
+        .await;
+    let recording = signed_fixture(&push(), &secret);
+    assert_eq!(post(&url_a, &recording).await.0, StatusCode::ACCEPTED);
+    assert_eq!(post(&url_b, &recording).await.0, StatusCode::ACCEPTED);
+    server.drained().await;
+    assert_eq!(server.sink_lines().len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ping_is_acknowledged_with_a_reason_and_not_published() {
+    let server = TestServer::start(Options::default()).await;
+    let (token, secret, url) = server.token("user-a", "github", None).await;
+    let ping = signed_fixture(&fixtures().join("github/ping.organization.json"), &secret);
+
+    let (status, body) = post(&url, &ping).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["message_id"], Value::Null);
+    assert!(body["reason"].as_str().unwrap().contains("ping"), "{body}");
+
+    let stored = server.app.store.token(&token.id).await.unwrap().unwrap();
+    assert!(
+        stored.last_used_at.is_some(),
+        "the token records that its hook was reached"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.sink_lines().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_token_is_refused_with_403_and_enabled_again_works() {
+    let server = TestServer::start(Options::default()).await;
+    let (token, secret, url) = server.token("user-a", "github", None).await;
+    server
+        .app
+        .store
+        .set_token_enabled(&token.id, false)
+        .await
+        .unwrap();
+
+    let (status, body) = post(&url, &signed_fixture(&push(), &secret)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "token_disabled");
+
+    server
+        .app
+        .store
+        .set_token_enabled(&token.id, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        post(&url, &signed_fixture(&push(), &secret)).await.0,
+        StatusCode::ACCEPTED
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn removed_token_is_unknown_but_its_accepted_message_is_still_published() {
+    let server = TestServer::start(Options::default()).await;
+    let (token, secret, url) = server.token("user-a", "github", None).await;
+    let (status, _) = post(&url, &signed_fixture(&push(), &secret)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    server.app.store.remove_token(&token.id).await.unwrap();
+
+    let (status, body) = post(&url, &signed_fixture(&push(), &secret)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+    server.drained().await;
+    assert_eq!(server.sink_lines().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_secret_stops_verifying_at_once_without_grace() {
+    let server = TestServer::start(Options::default()).await;
+    let (token, old, url) = server.token("user-a", "github", None).await;
+    let new = server
+        .app
+        .store
+        .rotate_secret(&server.app.secrets, &token.id, None, 0)
+        .await
+        .unwrap();
+
+    let (status, body) = post(&url, &signed_fixture(&push(), &old)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        post(&url, &signed_fixture(&push(), &new)).await.0,
+        StatusCode::ACCEPTED
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_secret_keeps_verifying_during_the_grace_period() {
+    let server = TestServer::start(Options::default()).await;
+    let (token, old, url) = server.token("user-a", "github", None).await;
+    let new = server
+        .app
+        .store
+        .rotate_secret(&server.app.secrets, &token.id, None, 60_000)
+        .await
+        .unwrap();
+    assert_ne!(old, new);
+    let recording = signed_fixture(&push(), &old);
+    assert_eq!(post(&url, &recording).await.0, StatusCode::ACCEPTED);
+    let mut other = signed_fixture(&fixtures().join("github/push.tag.json"), &new);
+    set_header(
+        &mut other,
+        "X-GitHub-Delivery",
+        "00000000-0000-4000-8000-000000000002",
+    );
+    assert_eq!(post(&url, &other).await.0, StatusCode::ACCEPTED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_service_and_hook_and_extra_segments_are_404_json() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let recording = signed_fixture(&push(), &secret);
+    for path in [
+        "/bitbucket/abc",
+        "/github/0123456789abcdef0123456789abcdef",
+        "/github/a/b",
+    ] {
+        let (status, body) = post(&format!("{}{path}", server.base), &recording).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["error"], "not_found", "{path}");
+    }
+    // One changed character is another, unknown hook.
+    let mut altered = url.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(post(&altered, &recording).await.0, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trailing_slash_is_answered_not_redirected() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let (status, _) = post(&format!("{url}/"), &signed_fixture(&push(), &secret)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn service_endpoint_finds_the_token_whose_secret_verifies() {
+    let server = TestServer::start(Options::default()).await;
+    server.token("user-a", "github", Some("first-secret")).await;
+    server
+        .token("user-b", "github", Some("second-secret"))
+        .await;
+    let endpoint = format!("{}/github", server.base);
+
+    let (status, body) = post(&endpoint, &signed_fixture(&push(), "second-secret")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = post(&endpoint, &signed_fixture(&push(), "third-secret")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_signature");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pretix_needs_its_full_hook_url() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, _, url) = server.token("user-a", "pretix", None).await;
+    let checkin = signed_fixture(&fixtures().join("pretix/checkin.entry.json"), "unused");
+
+    let (status, body) = post(&url, &checkin).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = post(&format!("{}/pretix", server.base), &checkin).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "hook_url_required");
+
+    server.drained().await;
+    let line = &server.sink_lines()[0];
+    assert_eq!(
+        line["body"]["body"]["instance_url"],
+        "https://pretix.example.org"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_and_bodies_get_4xx_json_and_nothing_is_published() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let good = signed_fixture(&push(), &secret);
+
+    let mut wrong = good.clone();
+    set_header(&mut wrong, "X-Hub-Signature-256", "sha256=abc");
+    let mut missing = good.clone();
+    missing
+        .headers
+        .retain(|(n, _)| !n.to_ascii_lowercase().starts_with("x-hub-signature"));
+    let mut text = good.clone();
+    set_header(&mut text, "Content-Type", "text/plain");
+    let mut array_signed = Recording {
+        headers: std::fs::read_to_string(push())
+            .map(|t| Recording::from_json(&t).unwrap().headers)
+            .unwrap(),
+        body: b"[1,2]".to_vec(),
+    };
+    array_signed.sign(&secret);
+
+    let cases = [
+        (wrong, StatusCode::UNAUTHORIZED, "invalid_signature"),
+        (missing, StatusCode::UNAUTHORIZED, "invalid_signature"),
+        (
+            text,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+        ),
+        (array_signed, StatusCode::BAD_REQUEST, "invalid_payload"),
+    ];
+    for (recording, expected, code) in cases {
+        let (status, body) = post(&url, &recording).await;
+        assert_eq!(status, expected, "{body}");
+        assert_eq!(body["error"], code, "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.sink_lines().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn announced_oversized_body_gets_413_before_it_is_read() {
+    let server = TestServer::start(Options {
+        max_body_bytes: Some(64 * 1024),
+        ..Options::default()
+    })
+    .await;
+    let (_, _, url) = server.token("user-a", "github", None).await;
+    // 30 MB, announced honestly; the server must answer without reading it.
+    let body = vec![b' '; 30 * 1024 * 1024];
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .body(body)
+        .send()
+        .await;
+    match response {
+        Ok(response) => {
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "payload_too_large");
+        }
+        // The server may close the connection while the client still
+        // writes; what matters is that it did not take the body.
+        Err(error) => assert!(error.is_request() || error.is_body(), "{error}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn chunked_body_growing_past_the_limit_gets_413() {
+    let server = TestServer::start(Options {
+        max_body_bytes: Some(64 * 1024),
+        ..Options::default()
+    })
+    .await;
+    let (_, _, url) = server.token("user-a", "github", None).await;
+    let chunks = (0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 4096]));
+    let stream = futures_util::stream::iter(chunks);
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn body_just_under_the_limit_is_accepted() {
+    let limit = 64 * 1024;
+    let server = TestServer::start(Options {
+        max_body_bytes: Some(limit),
+        ..Options::default()
+    })
+    .await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let text = std::fs::read_to_string(push()).unwrap();
+    let mut recording = Recording::from_json(&text).unwrap();
+    // Pad the JSON with whitespace up to one byte under the limit.
+    let padding = limit as usize - 1 - recording.body.len();
+    recording
+        .body
+        .splice(1..1, std::iter::repeat_n(b' ', padding));
+    recording.sign(&secret);
+    let (status, body) = post(&url, &recording).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_endpoints_send_no_cors_headers_and_get_is_405() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, _, url) = server.token("user-a", "github", None).await;
+    let client = reqwest::Client::new();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example.org")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let get = client.get(&url).send().await.unwrap();
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = get.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn responses_and_logs_never_show_secrets_or_hook_ids() {
+    let (logs, _guard) = Captured::start();
+    let server = TestServer::start(Options::default()).await;
+    let (token, secret, url) = server.token("user-a", "github", None).await;
+    let (gitlab, gitlab_secret, gitlab_url) = server.token("user-a", "gitlab", None).await;
+
+    let mut bodies = Vec::new();
+    bodies.push(post(&url, &signed_fixture(&push(), &secret)).await.1);
+    bodies.push(post(&url, &signed_fixture(&push(), "wrong-secret")).await.1);
+    let gitlab_push = signed_fixture(&fixtures().join("gitlab/push.json"), &gitlab_secret);
+    bodies.push(post(&gitlab_url, &gitlab_push).await.1);
+    server.drained().await;
+
+    let published = std::fs::read_to_string(server.dir.path().join("messages.jsonl")).unwrap();
+    let logged = logs.text();
+    assert!(logged.contains("webhook accepted") && logged.contains("webhook rejected"));
+    assert!(logged.contains(&token.id), "log lines name the token id");
+    for text in bodies
+        .iter()
+        .map(Value::to_string)
+        .chain([published, logged])
+    {
+        for secret in [&secret, &gitlab_secret, &token.hook_id, &gitlab.hook_id] {
+            assert!(!text.contains(secret.as_str()), "leaked {secret} in {text}");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn thousand_hook_ids_are_unique_and_carry_128_bits() {
+    let server = TestServer::start(Options::default()).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let (token, _, _) = server.token("user-a", "pretix", None).await;
+        assert_eq!(token.hook_id.len(), 32);
+        assert!(token.hook_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(seen.insert(token.hook_id));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer() {
+    let server = TestServer::start(Options::default()).await;
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready: Value = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready, json!({"database": true, "broker": true}));
+
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    post(&url, &signed_fixture(&push(), &secret)).await;
+    post(&url, &signed_fixture(&push(), "wrong")).await;
+    server.drained().await;
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "webhook2fedmsg_webhooks_received_total{service=\"github\"} 2",
+        "webhook2fedmsg_webhooks_rejected_total{service=\"github\",outcome=\"invalid_signature\"} 1",
+        "webhook2fedmsg_messages_published_total 1",
+        "webhook2fedmsg_outbox_depth",
+        "webhook2fedmsg_publish_latency_seconds_count 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    server.stop().await;
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the server crate.
+
+mod hooks;
+mod publish;
+mod server;
+mod support;
