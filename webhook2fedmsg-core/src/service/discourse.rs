@@ -63,7 +63,7 @@ impl Service for Discourse {
             post.remove("cooked");
             post.remove("raw");
         }
-        let usernames = usernames(&webhook_body, event_type, event);
+        let usernames = usernames(&webhook_body, event_type);
         let webhook_headers: BTreeMap<&str, &str> = HEADERS
             .iter()
             .map(|&name| {
@@ -88,9 +88,12 @@ impl Service for Discourse {
     }
 }
 
-/// The usernames `discourse.event.v1` reports: the agent of the event, the
-/// author of a liked post and the author of an accepted solution.
-fn usernames(body: &Map<String, Value>, event_type: &str, event: &str) -> Vec<String> {
+/// The usernames `discourse.event.v1` reports, which become the
+/// `fedora_messaging_user_*` headers: the author of a liked post and the
+/// author of an accepted solution. The schema class derives the event's
+/// agent from the payload too, but does not count it among its usernames,
+/// so neither do we.
+fn usernames(body: &Map<String, Value>, event_type: &str) -> Vec<String> {
     let contents = body.get(event_type);
     let at = |path: &[&str]| {
         path.iter()
@@ -98,23 +101,10 @@ fn usernames(body: &Map<String, Value>, event_type: &str, event: &str) -> Vec<St
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let agent = match (event_type, event) {
-        ("post", "post_created" | "post_destroyed" | "post_recovered" | "post_edited") => {
-            at(&["username"])
-        }
-        ("like", "post_liked") => at(&["user", "username"]),
-        ("topic", "topic_created" | "topic_edited" | "topic_destroyed" | "topic_recovered") => {
-            at(&["created_by", "username"])
-        }
-        _ => None,
-    };
     let affected = match event_type {
         "solved" => at(&["username"]),
         "like" => at(&["post", "username"]),
         _ => None,
     };
-    let mut names: Vec<String> = agent.into_iter().chain(affected).collect();
-    names.sort();
-    names.dedup();
-    names
+    affected.into_iter().collect()
 }
