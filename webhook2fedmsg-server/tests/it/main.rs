@@ -1,5 +1,6 @@
 //! Integration tests of the server crate.
 
+mod broker;
 mod hooks;
 mod publish;
 mod server;
