@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests.
+
+pub mod broker;
+pub mod logs;
+pub mod proxy;
