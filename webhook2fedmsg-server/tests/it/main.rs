@@ -1,6 +1,7 @@
 //! Integration tests of the server crate.
 
 mod broker;
+mod durability;
 mod hooks;
 mod publish;
 mod server;
