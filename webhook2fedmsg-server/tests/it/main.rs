@@ -1,5 +1,6 @@
 //! Integration tests of the server crate.
 
+mod agents;
 mod broker;
 mod durability;
 mod hooks;

@@ -40,6 +40,8 @@ pub struct Options {
     pub topic_prefix: String,
     /// The body limit, when not the default.
     pub max_body_bytes: Option<u64>,
+    /// The FASJSON base URL, if agents are looked up.
+    pub fasjson_url: Option<String>,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             amqp_url: None,
             topic_prefix: String::new(),
             max_body_bytes: None,
+            fasjson_url: None,
         }
     }
 }
@@ -165,6 +168,7 @@ fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> Confi
     config.amqp.topic_prefix = options.topic_prefix.clone();
     config.sink.path = dir.join("messages.jsonl");
     config.secrets.key = Some(Sensitive(TEST_KEY.into()));
+    config.fasjson.url = options.fasjson_url.clone();
     if let Some(limit) = options.max_body_bytes {
         config.limits.max_body_bytes = limit;
     }
