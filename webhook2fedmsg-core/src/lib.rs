@@ -48,5 +48,5 @@ pub use delivery::{Delivery, DeliveryError};
 pub use event::{Event, Identity, SkipReason};
 pub use message::Message;
 pub use secret::Secret;
-pub use service::{Context, Kind, Service};
+pub use service::{Context, Kind, Service, UnknownService};
 pub use signature::SignatureError;

@@ -1,7 +1,10 @@
 //! Integration tests of the server crate.
+#![allow(clippy::unwrap_used)] // a test may panic on what it does not expect
 
 mod agents;
 mod broker;
+mod cli;
+mod config;
 mod durability;
 mod hooks;
 mod publish;

@@ -158,8 +158,10 @@ impl TestServer {
 }
 
 fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> Config {
-    let mut config = Config::default();
-    config.listen = address;
+    let mut config = Config {
+        listen: address,
+        ..Config::default()
+    };
     config.database.url = Sensitive(match &options.database {
         Database::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
         Database::Postgres(url) => url.clone(),
