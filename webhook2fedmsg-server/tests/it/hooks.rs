@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use webhook2fedmsg_core::recording::Recording;
@@ -485,4 +487,40 @@ async fn health_ready_and_metrics_answer() {
         );
     }
     server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_request_in_flight() {
+    let server = TestServer::start(Options::default()).await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let recording = signed_fixture(&push(), &secret);
+
+    // The body arrives in two halves, the second after shutdown began.
+    let (first, second) = recording.body.split_at(recording.body.len() / 2);
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let (send_rest, rest) = tokio::sync::oneshot::channel::<()>();
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        futures_util::stream::once(async move {
+            let _ = rest.await;
+            Ok(second)
+        }),
+    );
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(body));
+    for (name, value) in &recording.headers {
+        request = request.header(name, value);
+    }
+    let in_flight = tokio::spawn(request.send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = send_rest.send(());
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    stopping.await.unwrap();
 }
