@@ -141,12 +141,25 @@ impl Delivery {
     /// [`DeliveryError::InvalidJson`] on a lone surrogate escape anywhere in
     /// the payload (see the module documentation).
     pub fn payload(&self) -> Result<Cow<'_, [u8]>, DeliveryError> {
-        let payload = match self.content_type()? {
-            ContentType::Json => Cow::Borrowed(self.body.as_slice()),
-            ContentType::Form => Cow::Owned(form_payload(&self.body)?),
-        };
-        check_object(&payload)?;
-        Ok(payload)
+        Ok(match self.payload_text()? {
+            Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+            Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+        })
+    }
+
+    /// Like [`Delivery::payload`], as the text it was checked to be.
+    pub fn payload_text(&self) -> Result<Cow<'_, str>, DeliveryError> {
+        match self.content_type()? {
+            ContentType::Json => check_object(&self.body).map(Cow::Borrowed),
+            ContentType::Form => {
+                let decoded = form_payload(&self.body)?;
+                check_object(&decoded)?;
+                // `check_object` has just checked that this is UTF-8.
+                let text = String::from_utf8(decoded)
+                    .map_err(|e| DeliveryError::NotUtf8(e.utf8_error().valid_up_to()))?;
+                Ok(Cow::Owned(text))
+            }
+        }
     }
 
     fn content_type(&self) -> Result<ContentType, DeliveryError> {
@@ -213,7 +226,7 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 /// Checks UTF-8 and that the bytes hold exactly one JSON object.
-fn check_object(payload: &[u8]) -> Result<(), DeliveryError> {
+fn check_object(payload: &[u8]) -> Result<&str, DeliveryError> {
     let text = std::str::from_utf8(payload).map_err(|e| DeliveryError::NotUtf8(e.valid_up_to()))?;
     match text.trim_start().as_bytes().first() {
         None => Err(DeliveryError::EmptyBody),
@@ -228,12 +241,12 @@ fn check_object(payload: &[u8]) -> Result<(), DeliveryError> {
     if has_surrogate_escape(payload) {
         // Skipping a value, as services do with the fields they do not
         // read, does not decode its strings; parsing every string does.
-        let mut parser = serde_json::Deserializer::from_slice(payload);
+        let mut parser = serde_json::Deserializer::from_str(text);
         Strict::deserialize(&mut parser)
             .and_then(|_| parser.end())
             .map_err(|e| invalid_json(&e))?;
     }
-    Ok(())
+    Ok(text)
 }
 
 /// Whether the payload may hold a `\uD800`-`\uDFFF` escape. A backslash

@@ -131,9 +131,10 @@ pub fn verify(
     // Report the first header that no secret satisfies.
     let mut first_failure = None;
     for secret in usable {
+        let mut macs = Macs::new(secret, delivery.body());
         match present
             .iter()
-            .find(|(check, parsed)| !matches(*check, parsed, secret, delivery))
+            .find(|(check, parsed)| !matches(*check, parsed, &mut macs, delivery))
         {
             None => return Ok(()),
             Some((check, _)) => {
@@ -248,24 +249,60 @@ fn standard_webhooks(delivery: &Delivery, value: &str, now: i64) -> Result<Parse
     Ok(Parsed::Signed { prefix, signatures })
 }
 
-fn matches(check: Check, parsed: &Parsed, secret: &Secret, delivery: &Delivery) -> bool {
-    let key = secret.expose().as_bytes();
-    match (check, parsed) {
-        (Check::PrefixedSha1(_), Parsed::Mac(mac)) => {
-            let mut hmac = HmacSha1::new_from_slice(key).expect("HMAC takes keys of any length");
-            hmac.update(delivery.body());
-            hmac.verify_slice(mac).is_ok()
+/// The MACs of a body under one secret, each computed at most once: senders
+/// often repeat one HMAC-SHA256 under several header names.
+struct Macs<'a> {
+    secret: &'a Secret,
+    body: &'a [u8],
+    sha256: Option<[u8; 32]>,
+    sha1: Option<[u8; 20]>,
+}
+
+impl<'a> Macs<'a> {
+    fn new(secret: &'a Secret, body: &'a [u8]) -> Self {
+        Self {
+            secret,
+            body,
+            sha256: None,
+            sha1: None,
         }
-        (_, Parsed::Mac(mac)) => hmac_sha256(key, delivery.body()).verify_slice(mac).is_ok(),
+    }
+
+    fn key(&self) -> &'a [u8] {
+        self.secret.expose().as_bytes()
+    }
+
+    fn sha256(&mut self) -> &[u8] {
+        let (key, body) = (self.key(), self.body);
+        self.sha256
+            .get_or_insert_with(|| hmac_sha256(key, body).finalize().into_bytes().into())
+    }
+
+    fn sha1(&mut self) -> &[u8] {
+        let (key, body) = (self.key(), self.body);
+        self.sha1.get_or_insert_with(|| {
+            let mut hmac = HmacSha1::new_from_slice(key).expect("HMAC takes keys of any length");
+            hmac.update(body);
+            hmac.finalize().into_bytes().into()
+        })
+    }
+}
+
+fn matches(check: Check, parsed: &Parsed, macs: &mut Macs<'_>, delivery: &Delivery) -> bool {
+    match (check, parsed) {
+        // `ct_eq` on slices of different lengths is false; `parse` has
+        // checked the lengths anyway.
+        (Check::PrefixedSha1(_), Parsed::Mac(mac)) => bool::from(macs.sha1().ct_eq(mac)),
+        (_, Parsed::Mac(mac)) => bool::from(macs.sha256().ct_eq(mac)),
         (_, Parsed::Token(token)) => {
             // Hashing first gives equal lengths, so the comparison leaks
             // nothing about the secret's length either.
             let sent = Sha256::digest(token.as_bytes());
-            let expected = Sha256::digest(key);
+            let expected = Sha256::digest(macs.key());
             bool::from(sent.ct_eq(&expected))
         }
         (_, Parsed::Signed { prefix, signatures }) => {
-            let key = standard_webhooks_key(secret.expose());
+            let key = standard_webhooks_key(macs.secret.expose());
             signatures.iter().any(|sig| {
                 let mut hmac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key");
                 hmac.update(prefix);

@@ -145,11 +145,13 @@ impl FromStr for Kind {
 /// Reads the fields a service needs from the payload, in one pass.
 ///
 /// serde skips the fields `T` does not name, so this validates the whole
-/// payload while keeping only what is asked for.
+/// payload while keeping only what is asked for. It reads text, not bytes:
+/// the payload was checked to be UTF-8 once, and parsing bytes would check
+/// every string again.
 pub(crate) fn read_fields<'a, T: serde::Deserialize<'a>>(
-    payload: &'a [u8],
+    payload: &'a str,
 ) -> Result<T, DeliveryError> {
-    serde_json::from_slice(payload).map_err(|e| delivery::invalid_json(&e))
+    serde_json::from_str(payload).map_err(|e| delivery::invalid_json(&e))
 }
 
 /// Parses the whole payload as a JSON value, for services that edit it.
@@ -204,9 +206,8 @@ pub(crate) struct ForgeEvent<'a> {
 impl ForgeEvent<'_> {
     /// Builds the `{"body", "headers", "agent"}` message body around the
     /// payload's raw text, leaving a slot for the agent.
-    pub(crate) fn into_event(self, payload: &[u8]) -> Event {
-        // The payload was checked to be UTF-8 by `Delivery::payload`.
-        let raw = std::str::from_utf8(payload).unwrap_or("{}").trim();
+    pub(crate) fn into_event(self, payload: &str) -> Event {
+        let raw = payload.trim();
         let headers = serde_json::to_string(&self.headers).expect("string maps serialise");
         let mut body = String::with_capacity(raw.len() + headers.len() + 40);
         body.push_str("{\"body\":");

@@ -68,7 +68,7 @@ impl Service for Pretix {
             skip: None,
             headers: HEADERS.select(delivery, &[]),
         };
-        Ok(forge.into_event(payload.as_bytes()))
+        Ok(forge.into_event(&payload))
     }
 }
 
