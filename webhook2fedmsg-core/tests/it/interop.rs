@@ -5,7 +5,7 @@
 //! for the services whose body carries one, once with a FAS username; the
 //! dump lines go to `tests/python/check_messages.py`, which reads them as a
 //! consumer does and checks headers, validation and what people read. The
-//! Python comes from `WEBHOOK2FEDMSG_PYTHON`, else the workspace's `.venv`
+//! Python comes from `W2F_TEST_PYTHON`, else the workspace's `.venv`
 //! that `scripts/setup` makes; without it this test fails.
 
 use std::collections::BTreeSet;
@@ -90,15 +90,15 @@ fn check_messages(name: &str, lines: &[String], agent: Option<&str>) -> Result<(
     }
 }
 
-/// The Python with fedora-messaging installed: `WEBHOOK2FEDMSG_PYTHON`, or
+/// The Python with fedora-messaging installed: `W2F_TEST_PYTHON`, or
 /// the virtualenv `scripts/setup` makes at the workspace root.
 fn python() -> PathBuf {
-    let python = std::env::var_os("WEBHOOK2FEDMSG_PYTHON")
+    let python = std::env::var_os("W2F_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(".venv/bin/python"));
     assert!(
         python.exists(),
-        "no Python at {}: run scripts/setup, or set WEBHOOK2FEDMSG_PYTHON \
+        "no Python at {}: run scripts/setup, or set W2F_TEST_PYTHON \
          to a Python with tests/python/requirements.txt installed",
         python.display()
     );

@@ -19,7 +19,7 @@ use crate::support::broker::{Listener, amqp_addr, amqp_url, amqp_url_via, unique
 use crate::support::proxy::Proxy;
 
 fn python() -> PathBuf {
-    match std::env::var_os("WEBHOOK2FEDMSG_PYTHON") {
+    match std::env::var_os("W2F_TEST_PYTHON") {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"),
     }
@@ -33,8 +33,12 @@ fn broker_options(prefix: &str) -> Options {
     }
 }
 
-/// Starts `consume.py` and waits until its queue is bound.
-async fn python_consumer(prefix: &str, count: usize) -> tokio::process::Child {
+/// Starts `consume.py` and waits until its queue is bound; returns the
+/// process and a task that collects the report it prints.
+async fn python_consumer(
+    prefix: &str,
+    count: usize,
+) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/consume.py");
     let python = python();
     assert!(
@@ -68,12 +72,8 @@ async fn python_consumer(prefix: &str, count: usize) -> tokio::process::Child {
         }
         text
     });
-    REPORTS.lock().unwrap().push(report);
-    child
+    (child, report)
 }
-
-static REPORTS: std::sync::Mutex<Vec<tokio::task::JoinHandle<String>>> =
-    std::sync::Mutex::new(Vec::new());
 
 #[tokio::test]
 async fn every_fixture_is_published_and_read_by_the_python_consumer() {
@@ -133,7 +133,7 @@ async fn every_fixture_is_published_and_read_by_the_python_consumer() {
         }
         count
     };
-    let mut consumer = python_consumer(&prefix, published_count).await;
+    let (mut consumer, report) = python_consumer(&prefix, published_count).await;
 
     for (service, path) in &to_send {
         let (_, secret, url) = &urls[service.as_str()];
@@ -186,7 +186,7 @@ async fn every_fixture_is_published_and_read_by_the_python_consumer() {
         .await
         .expect("the consumer finishes")
         .expect("the consumer ran");
-    let report = REPORTS.lock().unwrap().pop().unwrap().await.unwrap();
+    let report = report.await.unwrap();
     assert!(
         status.success(),
         "the Python consumer found problems:\n{report}"

@@ -236,7 +236,7 @@ pub fn set_header(recording: &mut Recording, name: &str, value: &str) {
 /// A fresh PostgreSQL database for one test; returns its URL.
 pub async fn fresh_postgres() -> String {
     use sqlx::Connection as _;
-    let admin = std::env::var("WEBHOOK2FEDMSG_TEST_POSTGRES").unwrap_or_else(|_| {
+    let admin = std::env::var("W2F_TEST_POSTGRES").unwrap_or_else(|_| {
         "postgres://webhook2fedmsg:webhook2fedmsg@127.0.0.1:5432/postgres".into()
     });
     let name = format!("w2f_test_{}", uuid::Uuid::new_v4().simple());

@@ -1,6 +1,6 @@
 //! The shared RabbitMQ of the test run, and reading back what went on it.
 //!
-//! `WEBHOOK2FEDMSG_TEST_AMQP` names the broker (default the local guest
+//! `W2F_TEST_AMQP` names the broker (default the local guest
 //! account). A broker that cannot be reached fails the test: publishing is
 //! the point of these tests and they are never skipped. Each test binds its
 //! own exclusive, server-named queue under its own topic prefix, so tests
@@ -22,13 +22,13 @@ use webhook2fedmsg_server::publish::Outgoing;
 
 /// The broker the tests publish to.
 pub fn amqp_url() -> String {
-    std::env::var("WEBHOOK2FEDMSG_TEST_AMQP")
+    std::env::var("W2F_TEST_AMQP")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 /// The broker's socket address, for a proxy in front of it.
 pub fn amqp_addr() -> SocketAddr {
-    let uri: AMQPUri = amqp_url().parse().expect("WEBHOOK2FEDMSG_TEST_AMQP parses");
+    let uri: AMQPUri = amqp_url().parse().expect("W2F_TEST_AMQP parses");
     (uri.authority.host.as_str(), uri.authority.port)
         .to_socket_addrs()
         .expect("the broker's host resolves")
@@ -38,7 +38,7 @@ pub fn amqp_addr() -> SocketAddr {
 
 /// The test URL with its host and port replaced by `addr`.
 pub fn amqp_url_via(addr: SocketAddr) -> String {
-    let mut uri: AMQPUri = amqp_url().parse().expect("WEBHOOK2FEDMSG_TEST_AMQP parses");
+    let mut uri: AMQPUri = amqp_url().parse().expect("W2F_TEST_AMQP parses");
     uri.authority.host = addr.ip().to_string();
     uri.authority.port = addr.port();
     uri.to_string()
