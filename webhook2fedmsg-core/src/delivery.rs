@@ -5,18 +5,34 @@
 //! inside (the body itself, or the `payload` field of a form) and checks that
 //! it is a UTF-8 JSON object.
 //!
-//! A payload with a lone UTF-16 surrogate escape (`"\ud800"` without its
-//! pair) is rejected as [`DeliveryError::InvalidJson`], wherever it is in
-//! the payload: such a string has no UTF-8 form, and consumers that decode
-//! strictly (as serde does) could not read the published message. The check
-//! costs one fast scan for `\u` escapes; only a payload that has a surrogate
-//! escape at all is parsed a second time, strictly.
+//! Three kinds of payload are rejected as [`DeliveryError::InvalidJson`],
+//! wherever in the payload they are, because consumers could not read the
+//! published message:
+//! - a lone UTF-16 surrogate escape (`"\ud800"` without its pair): such a
+//!   string has no UTF-8 form, and strict decoders (serde's) refuse it;
+//! - a number beyond the range of a double (`1e400`): serde refuses it and
+//!   Python reads it as infinity;
+//! - nesting deeper than [`MAX_DEPTH`] arrays and objects: serde_json gives
+//!   up after 127 levels, and the message wraps the payload in two more
+//!   (the body, and the dump line).
+//!
+//! Services skip the values they do not read without decoding them, so
+//! none of these would be noticed there. The checks cost a few fast scans
+//! (for `\u` escapes, exponents, long runs of digits, and a count of `[`
+//! and `{`); only a payload where one of them finds something is parsed a
+//! second time, strictly.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
+
+/// The deepest nesting of arrays and objects a payload may have, so that
+/// its message body (one level deeper) and that message's dump line (two
+/// levels deeper) stay within the 127 levels serde_json parses. Real
+/// payloads nest less than ten deep.
+pub const MAX_DEPTH: usize = 125;
 
 /// Why the body of a delivery cannot be read as a JSON object.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -33,9 +49,11 @@ pub enum DeliveryError {
     /// The body (or the form payload) is not UTF-8.
     #[error("body is not valid UTF-8 (at byte {0})")]
     NotUtf8(usize),
-    /// The body is not JSON, or JSON that serde cannot represent, such as a
-    /// lone UTF-16 surrogate escape, or a field the service reads has the
-    /// wrong type. The text says what and where, never quoting the body.
+    /// The body is not JSON, or JSON that consumers cannot read (a lone
+    /// UTF-16 surrogate escape, a number out of range, nesting deeper than
+    /// [`MAX_DEPTH`]), or a
+    /// field the service reads has the wrong type. The text says what and
+    /// where, never quoting the body.
     #[error("body is not valid JSON: {0}")]
     InvalidJson(String),
     /// The body is JSON but not an object.
@@ -138,8 +156,9 @@ impl Delivery {
     /// all) takes the body as it is; `application/x-www-form-urlencoded`
     /// takes the decoded `payload` field, as GitHub sends it. The check is
     /// cheap; services parse the payload themselves. Fails with
-    /// [`DeliveryError::InvalidJson`] on a lone surrogate escape anywhere in
-    /// the payload (see the module documentation).
+    /// [`DeliveryError::InvalidJson`] on a lone surrogate escape or nesting
+    /// deeper than [`MAX_DEPTH`] anywhere in the payload (see the module
+    /// documentation).
     pub fn payload(&self) -> Result<Cow<'_, [u8]>, DeliveryError> {
         Ok(match self.payload_text()? {
             Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
@@ -238,13 +257,28 @@ fn check_object(payload: &[u8]) -> Result<&str, DeliveryError> {
         Some(b'-' | b'0'..=b'9') => Err(DeliveryError::NotAnObject("a number")),
         Some(_) => Err(DeliveryError::InvalidJson("expected a JSON object".into())),
     }?;
-    if has_surrogate_escape(payload) {
+    if has_surrogate_escape(payload)
+        || may_have_huge_number(payload)
+        || brackets(payload) > MAX_DEPTH
+    {
         // Skipping a value, as services do with the fields they do not
-        // read, does not decode its strings; parsing every string does.
+        // read, neither decodes its strings and numbers nor limits its
+        // depth; this parse does all three.
         let mut parser = serde_json::Deserializer::from_str(text);
-        Strict::deserialize(&mut parser)
-            .and_then(|_| parser.end())
-            .map_err(|e| invalid_json(&e))?;
+        Strict { room: MAX_DEPTH }
+            .deserialize(&mut parser)
+            .and_then(|()| parser.end())
+            .map_err(|e| {
+                if e.to_string().starts_with(TOO_DEEP) {
+                    DeliveryError::InvalidJson(format!(
+                        "nesting deeper than {MAX_DEPTH} arrays and objects at line {} column {}",
+                        e.line(),
+                        e.column()
+                    ))
+                } else {
+                    invalid_json(&e)
+                }
+            })?;
     }
     Ok(text)
 }
@@ -262,6 +296,43 @@ fn has_surrogate_escape(payload: &[u8]) -> bool {
     })
 }
 
+/// Whether the payload may hold a number beyond the range of a double: one
+/// with an exponent, or one of more than 300 digits. Letters and digits
+/// inside strings (commit hashes) are told apart from numbers by what
+/// precedes them; a string such as `"x 1e5"` gives a false positive, which
+/// only costs the strict parse.
+fn may_have_huge_number(payload: &[u8]) -> bool {
+    let exponent = memchr::memchr2_iter(b'e', b'E', payload).any(|at| {
+        let mantissa = &payload[..at];
+        let start = mantissa
+            .iter()
+            .rposition(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-'))
+            .map_or(0, |i| i + 1);
+        let starts_a_value = start == 0
+            || matches!(
+                payload[start - 1],
+                b':' | b',' | b'[' | b' ' | b'\t' | b'\n' | b'\r'
+            );
+        starts_a_value && mantissa[start..].iter().any(u8::is_ascii_digit)
+    });
+    // A run of 309 or more digits fills at least one whole aligned chunk
+    // of 64 bytes.
+    exponent
+        || payload
+            .chunks_exact(64)
+            .any(|chunk| chunk.iter().all(u8::is_ascii_digit))
+}
+
+/// How many `[` and `{` the payload has, in strings or not: more than the
+/// deepest nesting it can have.
+fn brackets(payload: &[u8]) -> usize {
+    // A plain count, which the compiler turns into wide compares.
+    payload
+        .iter()
+        .map(|&b| usize::from(b == b'[' || b == b'{'))
+        .sum()
+}
+
 /// Describes a serde_json error without quoting the payload.
 ///
 /// Syntax errors name a fixed cause and a position; errors about the data
@@ -277,53 +348,76 @@ pub(crate) fn invalid_json(error: &serde_json::Error) -> DeliveryError {
     })
 }
 
-/// Any JSON value, parsed with every string and key decoded.
-struct Strict;
+/// What the strict parse says of a payload nested too deep.
+const TOO_DEEP: &str = "nesting deeper than the limit";
 
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(Strict)
+/// Any JSON value nested at most `room` arrays and objects deep, parsed
+/// with every string, key and number decoded.
+#[derive(Clone, Copy)]
+struct Strict {
+    room: usize,
+}
+
+impl Strict {
+    /// The seed for the values inside an array or object.
+    fn inner<E: de::Error>(self) -> Result<Strict, E> {
+        match self.room.checked_sub(1) {
+            Some(room) => Ok(Strict { room }),
+            None => Err(E::custom(TOO_DEEP)),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Strict {
-    type Value = Strict;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-        while seq.next_element::<Strict>()?.is_some() {}
-        Ok(Strict)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-        while map.next_entry::<Strict, Strict>()?.is_some() {}
-        Ok(Strict)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
     }
 }

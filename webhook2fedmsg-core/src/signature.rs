@@ -313,12 +313,14 @@ fn matches(check: Check, parsed: &Parsed, macs: &mut Macs<'_>, delivery: &Delive
     }
 }
 
-/// Standard Webhooks secrets are `whsec_<base64 key>`; anything else is
-/// taken as the key's bytes.
+/// Standard Webhooks secrets are `whsec_<base64 key>`; anything else, and
+/// a `whsec_` whose key would be empty, is taken as the key's bytes, so
+/// that no secret ever gives the empty key anyone can sign with.
 fn standard_webhooks_key(secret: &str) -> Vec<u8> {
     secret
         .strip_prefix("whsec_")
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .filter(|key| !key.is_empty())
         .unwrap_or_else(|| secret.as_bytes().to_vec())
 }
 

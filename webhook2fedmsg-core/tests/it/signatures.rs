@@ -3,7 +3,9 @@
 //! ever open, and no error text gives a secret or a MAC away.
 
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use serde_json::Value;
+use sha2::Sha256;
 use webhook2fedmsg_core::signature::{sign_hex, sign_sha1_hex, sign_standard_webhooks};
 use webhook2fedmsg_core::{Delivery, Kind, Secret, SignatureError};
 
@@ -520,6 +522,36 @@ fn standard_webhooks_whsec_secret_is_the_decoded_key() {
     let secret = format!("whsec_{key}");
     let delivery = gitlab_signed(&secret, NOW);
     assert_eq!(verify(Kind::Gitlab, &delivery, &secret), Ok(()));
+}
+
+/// `whsec_` with nothing after it would decode to the empty key, which
+/// anyone can sign with: the secret's own bytes are the key instead.
+#[test]
+fn standard_webhooks_whsec_secret_never_gives_the_empty_key() {
+    let body = support::recording("gitlab/push.json").body;
+    let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"").unwrap();
+    mac.update(format!("{id}.{NOW}.").as_bytes());
+    mac.update(&body);
+    let forged = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    let timestamp = NOW.to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Gitlab-Event", "Push Hook"),
+        ("webhook-id", id),
+        ("webhook-timestamp", timestamp.as_str()),
+        ("webhook-signature", forged.as_str()),
+    ];
+    let delivery = delivery(&headers, body);
+    assert_eq!(
+        verify(Kind::Gitlab, &delivery, "whsec_"),
+        Err(SignatureError::Mismatch("webhook-signature"))
+    );
+    let honest = gitlab_signed("whsec_", NOW);
+    assert_eq!(verify(Kind::Gitlab, &honest, "whsec_"), Ok(()));
 }
 
 #[test]
