@@ -44,6 +44,8 @@ pub struct Config {
     pub fasjson: FasjsonConfig,
     /// FAS login (OpenID Connect).
     pub oidc: OidcConfig,
+    /// The web pages and the JSON API.
+    pub web: WebConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -61,6 +63,7 @@ impl Default for Config {
             dedupe: DedupeConfig::default(),
             fasjson: FasjsonConfig::default(),
             oidc: OidcConfig::default(),
+            web: WebConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -210,7 +213,7 @@ impl Default for FasjsonConfig {
 }
 
 /// `[oidc]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OidcConfig {
     /// The issuer URL; discovery is read from it
@@ -223,6 +226,55 @@ pub struct OidcConfig {
     /// Members of this group (from the groups claim) administer every
     /// token. Unset: nobody does.
     pub admin_group: Option<String>,
+    /// Scopes asked for at login, besides `openid`. Default `profile`,
+    /// `email` and FAS's groups scope
+    /// (`https://id.fedoraproject.org/scope/groups`).
+    pub scopes: Vec<String>,
+    /// How long an answer of the provider's userinfo endpoint to an access
+    /// token sent as `Authorization: Bearer` is kept, in seconds. Default
+    /// 300; 0 asks the provider on every request.
+    pub access_token_cache_seconds: u64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            provider_url: None,
+            client_id: None,
+            client_secret: None,
+            admin_group: None,
+            scopes: vec![
+                "profile".into(),
+                "email".into(),
+                "https://id.fedoraproject.org/scope/groups".into(),
+            ],
+            access_token_cache_seconds: 300,
+        }
+    }
+}
+
+/// `[web]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Base URL of datagrepper (`https://apps.fedoraproject.org/datagrepper`):
+    /// each delivery on the token pages then links to its message there.
+    /// Unset: no links.
+    pub datagrepper_url: Option<String>,
+    /// How long a login lasts, in hours. Default 24.
+    pub session_hours: u64,
+    /// How many recent deliveries each token shows. Default 10.
+    pub recent_deliveries: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            datagrepper_url: None,
+            session_hours: 24,
+            recent_deliveries: 10,
+        }
+    }
 }
 
 /// `[log]`
@@ -340,7 +392,43 @@ impl Config {
         if oidc.iter().any(|set| *set) && !oidc.iter().all(|set| *set) {
             bail!("oidc.provider_url, oidc.client_id and oidc.client_secret must be set together");
         }
+        self.check_web()
+    }
+
+    fn check_web(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.oidc.provider_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("oidc.provider_url must start with http:// or https://");
+            }
+        }
+        if let Some(url) = &self.web.datagrepper_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("web.datagrepper_url must start with http:// or https://");
+            }
+        }
+        if self.web.session_hours == 0 {
+            bail!("web.session_hours must be positive");
+        }
+        if self.web.recent_deliveries == 0 || self.web.recent_deliveries > 100 {
+            bail!("web.recent_deliveries must be between 1 and 100");
+        }
         Ok(())
+    }
+
+    /// Whether the public URL is https, so that cookies must be `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_base().starts_with("https://")
+    }
+
+    /// The origin (scheme, host and port) of the public URL, as browsers
+    /// send it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        let base = self.public_base();
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        match base[after_scheme..].find('/') {
+            Some(slash) => base[..after_scheme + slash].to_string(),
+            None => base,
+        }
     }
 
     /// The base of webhook URLs, without a trailing slash.
@@ -372,6 +460,19 @@ mod tests {
     #[test]
     fn defaults_pass_the_checks() {
         Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn public_origin_drops_the_path() {
+        let mut config = Config {
+            public_url: Some("https://example.org:8443/webhooks/".into()),
+            ..Config::default()
+        };
+        assert_eq!(config.public_origin(), "https://example.org:8443");
+        assert!(config.is_https());
+        config.public_url = Some("http://127.0.0.1:9".into());
+        assert_eq!(config.public_origin(), "http://127.0.0.1:9");
+        assert!(!config.is_https());
     }
 
     #[test]

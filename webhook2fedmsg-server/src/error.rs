@@ -46,6 +46,38 @@ pub enum HttpError {
     /// The method is not allowed here.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// An API request body that is not `application/json`.
+    #[error("send the body as application/json")]
+    NotJson,
+    /// A page or API call that needs a login, without credentials.
+    #[error("log in, or send Authorization: Bearer with an API key or an access token")]
+    Unauthenticated,
+    /// Credentials were sent but are not valid.
+    #[error("{0}")]
+    BadCredentials(&'static str),
+    /// A state change with the session cookie from another site.
+    #[error("cross-site requests may not change anything")]
+    CrossSite,
+    /// A state change with the session cookie without the session's CSRF
+    /// token.
+    #[error("the CSRF token is missing or wrong: reload the page and try again")]
+    CsrfRejected,
+    /// Logged in, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The request is valid but does not fit the resource as it is (a
+    /// Pretix instance URL for a GitHub token).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A login that cannot be completed; no session was opened.
+    #[error("{0}")]
+    LoginFailed(String),
+    /// No OpenID Connect provider is configured.
+    #[error("login is not configured on this server")]
+    LoginNotConfigured,
+    /// The OpenID Connect provider cannot be reached.
+    #[error("the login provider cannot be reached: try again later")]
+    ProviderUnavailable,
     /// The database or another part is away: nothing was stored.
     #[error("the service is temporarily unavailable, nothing was stored: retry later")]
     Unavailable,
@@ -68,9 +100,18 @@ impl HttpError {
             HttpError::Delivery(DeliveryError::UnsupportedContentType(_)) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            HttpError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::Delivery(_) | HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Unauthenticated | HttpError::BadCredentials(_) => StatusCode::UNAUTHORIZED,
+            HttpError::CrossSite | HttpError::CsrfRejected | HttpError::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
+            HttpError::Conflict(_) => StatusCode::CONFLICT,
+            HttpError::LoginFailed(_) => StatusCode::BAD_REQUEST,
+            HttpError::LoginNotConfigured => StatusCode::NOT_FOUND,
+            HttpError::ProviderUnavailable => StatusCode::BAD_GATEWAY,
             HttpError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,7 +132,17 @@ impl HttpError {
             HttpError::Delivery(_) => "invalid_payload",
             HttpError::TooLarge(_) => "payload_too_large",
             HttpError::BadRequest(_) => "bad_request",
+            HttpError::NotJson => "unsupported_media_type",
             HttpError::MethodNotAllowed => "method_not_allowed",
+            HttpError::Unauthenticated => "unauthenticated",
+            HttpError::BadCredentials(_) => "invalid_credentials",
+            HttpError::CrossSite => "cross_site_request",
+            HttpError::CsrfRejected => "csrf_failed",
+            HttpError::Forbidden(_) => "forbidden",
+            HttpError::Conflict(_) => "conflict",
+            HttpError::LoginFailed(_) => "login_failed",
+            HttpError::LoginNotConfigured => "login_not_configured",
+            HttpError::ProviderUnavailable => "provider_unavailable",
             HttpError::Unavailable => "unavailable",
             HttpError::Internal => "internal_error",
         }
@@ -99,7 +150,19 @@ impl HttpError {
 
     /// The JSON response.
     pub fn into_response(&self) -> Response {
-        json_error(self.status(), self.code(), &self.to_string())
+        let mut response = json_error(self.status(), self.code(), &self.to_string());
+        if self.status() == StatusCode::UNAUTHORIZED
+            && matches!(
+                self,
+                HttpError::Unauthenticated | HttpError::BadCredentials(_)
+            )
+        {
+            response.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                warp::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -131,6 +194,10 @@ pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible>
         HttpError::BadRequest(e.to_string())
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
         HttpError::BadRequest(e.to_string())
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        HttpError::BadRequest("the query string is not valid here".into())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        HttpError::BadRequest("send a Content-Length".into())
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         HttpError::TooLarge(0)
     } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {

@@ -5,7 +5,9 @@
 //! PostgreSQL: tokens, deliveries, the outbox), [`hooks`] (the webhook
 //! endpoints, on top of `webhook2fedmsg-core`), [`dispatch`] (outbox to
 //! broker), [`publish`] (RabbitMQ or a file), [`agents`] (FASJSON),
-//! [`metrics`], and [`cli`], the `webhook2fedmsg` command. [`run`] starts
+//! [`metrics`], [`auth`] (FAS login, sessions, API keys), [`web`] (the
+//! token pages), [`api`] (the JSON API), and [`cli`], the `webhook2fedmsg`
+//! command. [`run`] starts
 //! everything on a listener the caller bound, so that tests can run the
 //! whole server on `127.0.0.1:0`.
 
@@ -21,6 +23,9 @@ use warp::reply::Reply as _;
 use webhook2fedmsg_core::agent::{AgentResolver, NoAgents};
 
 pub mod agents;
+pub mod allow;
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
@@ -30,6 +35,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod publish;
 pub mod store;
+pub mod web;
 
 use config::Config;
 use crypto::SecretBox;
@@ -56,6 +62,10 @@ pub struct App {
     pub dispatch: Arc<Notify>,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
+    /// The OpenID Connect provider people log in with, if configured.
+    pub provider: Option<Arc<auth::Provider>>,
+    /// What the provider said about access tokens lately.
+    pub access_tokens: auth::AccessTokens,
 }
 
 impl App {
@@ -74,6 +84,7 @@ impl App {
             None => Arc::new(NoAgents),
         };
         let publisher = publish::from_config(&config)?;
+        let provider = auth::Provider::from_config(&config.oidc, &config.public_base())?;
         Ok(Arc::new(Self {
             writer: Writer::start(store.clone()),
             config,
@@ -83,6 +94,8 @@ impl App {
             publisher,
             dispatch: Arc::new(Notify::new()),
             metrics: Arc::new(Metrics::new()),
+            provider: provider.map(Arc::new),
+            access_tokens: auth::AccessTokens::default(),
         }))
     }
 }
@@ -152,19 +165,44 @@ pub fn routes(
         )
         .into_response()
     });
-    health
+    let routes = health
         .or(ready)
         .unify()
         .or(metrics)
         .unify()
+        .or(web::routes(app.clone()))
+        .unify()
+        .or(api::routes(app.clone()))
+        .unify()
         .or(hooks::routes(app))
         .unify()
         .recover(error::recover)
-        .unify()
+        .unify();
+    warp::path::full()
+        .and(routes)
+        .map(with_allow)
         .with(warp::reply::with::header(
             "x-content-type-options",
             "nosniff",
         ))
+}
+
+/// Says in `Allow` what the path answers, on a 405 that does not.
+fn with_allow(
+    path: warp::path::FullPath,
+    mut response: warp::reply::Response,
+) -> warp::reply::Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(warp::http::header::ALLOW)
+    {
+        if let Some(methods) = allow::methods(path.as_str()) {
+            response.headers_mut().insert(
+                warp::http::header::ALLOW,
+                warp::http::HeaderValue::from_static(methods),
+            );
+        }
+    }
+    response
 }
 
 async fn readiness(app: &App) -> warp::reply::Response {

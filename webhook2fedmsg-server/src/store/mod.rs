@@ -16,8 +16,11 @@ use anyhow::Context as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
 
+pub mod api_keys;
 pub mod deliveries;
+pub mod logins;
 pub mod outbox;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
