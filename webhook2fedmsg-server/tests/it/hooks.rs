@@ -394,8 +394,37 @@ async fn webhook_endpoints_send_no_cors_headers_and_get_is_405() {
     );
     let get = client.get(&url).send().await.unwrap();
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.headers()["allow"], "POST");
     let body: Value = get.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed");
+    server.stop().await;
+}
+
+/// Every 405 says in `Allow` what the path answers (RFC 9110), on pages,
+/// the API and the probes alike.
+#[tokio::test]
+async fn method_not_allowed_lists_the_allowed_methods() {
+    let server = TestServer::start(Options::default()).await;
+    let client = reqwest::Client::new();
+    for (method, path, allow) in [
+        ("TRACE", "/api/v1/me", "GET"),
+        ("PUT", "/api/v1/tokens", "GET, POST"),
+        ("POST", "/api/v1/tokens/x", "GET, PATCH, DELETE"),
+        ("PUT", "/", "GET"),
+        ("DELETE", "/tokens", "GET, POST"),
+        ("POST", "/healthz", "GET"),
+        ("PUT", "/gitlab", "POST"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let url = format!("{}{path}", server.base);
+        let response = client.request(method.clone(), &url).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
     server.stop().await;
 }
 
