@@ -26,9 +26,11 @@ pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let limit = app.config.limits.max_body_bytes;
-    warp::post()
-        .and(service())
+    // The path first: a path that is no webhook's is 404 whatever the
+    // method, and only a webhook path answers 405 to a GET.
+    service()
         .and(hook_id())
+        .and(warp::post())
         .and(warp::header::headers_cloned())
         .and(limited_body(limit))
         .and(with_app(app))

@@ -414,6 +414,7 @@ async fn method_not_allowed_lists_the_allowed_methods() {
         ("DELETE", "/tokens", "GET, POST"),
         ("POST", "/healthz", "GET"),
         ("PUT", "/gitlab", "POST"),
+        ("GET", "/github/0123abcd/", "POST"),
     ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let url = format!("{}{path}", server.base);
@@ -424,6 +425,23 @@ async fn method_not_allowed_lists_the_allowed_methods() {
             "{method} {path}"
         );
         assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
+    // A path the server does not have is 404, whatever the method.
+    for path in [
+        "/favicon.ico",
+        "/robots.txt",
+        "/a/b/c",
+        "/tokens/x",
+        "/github/a/b",
+    ] {
+        let response = client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "GET {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "not_found", "GET {path}");
     }
     server.stop().await;
 }
