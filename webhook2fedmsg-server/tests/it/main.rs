@@ -4,6 +4,7 @@
 mod agents;
 mod api;
 mod broker;
+mod browser;
 mod cli;
 mod config;
 mod durability;
