@@ -131,6 +131,11 @@ pub async fn serve(
 
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(listen = %address, public_url = %app.config.public_base(), "listening");
+    if app.provider.is_none() {
+        tracing::info!(
+            "login is off (oidc.* unset): the pages offer none, use `webhook2fedmsg token`"
+        );
+    }
     warp::serve(routes(app.clone()))
         .incoming(listener)
         .graceful(shutdown)

@@ -52,8 +52,9 @@ pub fn routes(
 
     let index = warp::path::end()
         .and(warp::get())
+        .and(with_app.clone())
         .and(viewer.clone())
-        .and_then(|viewer| reject(pages::index(viewer)));
+        .and_then(|app, viewer| reject(pages::index(app, viewer)));
     let start = warp::path!("login")
         .and(warp::get())
         .and(with_app.clone())

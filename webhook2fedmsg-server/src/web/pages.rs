@@ -60,10 +60,11 @@ pub struct TokensQuery {
 }
 
 /// `/`.
-pub async fn index(viewer: Option<Principal>) -> Result<Response, HttpError> {
+pub async fn index(app: Arc<App>, viewer: Option<Principal>) -> Result<Response, HttpError> {
     Ok(view::render(&view::Index {
         nav: Nav::of(viewer.as_ref()),
         guides: Guide::all(),
+        can_log_in: app.provider.is_some(),
     }))
 }
 

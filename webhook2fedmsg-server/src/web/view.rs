@@ -40,6 +40,8 @@ impl Nav {
 pub struct Index {
     pub nav: Option<Nav>,
     pub guides: &'static [Guide],
+    /// Whether an OpenID Connect provider is configured.
+    pub can_log_in: bool,
 }
 
 /// An error page.

@@ -548,3 +548,22 @@ async fn static_assets_are_served() {
     );
     assert!(js.text().await.unwrap().contains("data-copy"));
 }
+
+/// Without a login provider the home page offers no login that cannot
+/// work, and says what to configure.
+#[tokio::test]
+async fn without_login_configured_the_home_page_says_so() {
+    use crate::server::{Options, TestServer};
+
+    let server = TestServer::start(Options::default()).await;
+    let page = reqwest::get(format!("{}/", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Login is not configured"), "{page}");
+    assert!(page.contains("oidc.provider_url"), "{page}");
+    assert!(!page.contains("/login?next"), "{page}");
+    server.stop().await;
+}
