@@ -161,12 +161,17 @@ pub struct LimitsConfig {
     /// Largest webhook body accepted, in bytes; larger ones get 413 before
     /// they are read whole. Default 25 MiB, GitHub's own cap.
     pub max_body_bytes: u64,
+    /// How long a webhook's body may take to arrive whole, in seconds;
+    /// slower ones get 408. Default 60 (senders such as GitHub give up on
+    /// the whole delivery after 10).
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 25 * 1024 * 1024,
+            body_timeout_seconds: 60,
         }
     }
 }
@@ -380,6 +385,9 @@ impl Config {
         }
         if self.limits.max_body_bytes == 0 {
             bail!("limits.max_body_bytes must be positive");
+        }
+        if self.limits.body_timeout_seconds == 0 {
+            bail!("limits.body_timeout_seconds must be positive");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be text or json");

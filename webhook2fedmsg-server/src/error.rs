@@ -46,6 +46,9 @@ pub enum HttpError {
     /// The method is not allowed here.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The body did not arrive whole within the configured time (seconds).
+    #[error("the body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// An API request body that is not `application/json`.
     #[error("send the body as application/json")]
     NotJson,
@@ -73,7 +76,10 @@ pub enum HttpError {
     #[error("{0}")]
     LoginFailed(String),
     /// No OpenID Connect provider is configured.
-    #[error("login is not configured on this server")]
+    #[error(
+        "login is not configured on this server (oidc.provider_url, oidc.client_id and \
+         oidc.client_secret are unset); tokens are managed with `webhook2fedmsg token`"
+    )]
     LoginNotConfigured,
     /// The OpenID Connect provider cannot be reached.
     #[error("the login provider cannot be reached: try again later")]
@@ -101,6 +107,7 @@ impl HttpError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             HttpError::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             HttpError::Delivery(_) | HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -133,6 +140,7 @@ impl HttpError {
             HttpError::TooLarge(_) => "payload_too_large",
             HttpError::BadRequest(_) => "bad_request",
             HttpError::NotJson => "unsupported_media_type",
+            HttpError::BodyTimeout(_) => "body_timeout",
             HttpError::MethodNotAllowed => "method_not_allowed",
             HttpError::Unauthenticated => "unauthenticated",
             HttpError::BadCredentials(_) => "invalid_credentials",

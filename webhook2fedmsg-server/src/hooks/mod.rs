@@ -7,6 +7,7 @@
 //! slash is accepted, never redirected; no CORS headers are sent.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
@@ -26,16 +27,25 @@ pub fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let limit = app.config.limits.max_body_bytes;
+    let timeout = Duration::from_secs(app.config.limits.body_timeout_seconds);
     // The path first: a path that is no webhook's is 404 whatever the
-    // method, and only a webhook path answers 405 to a GET.
+    // method, and only a webhook path answers 405 to a GET. The hook id is
+    // looked up before the body is read, so an unknown URL costs no upload.
     service()
         .and(hook_id())
         .and(warp::post())
-        .and(warp::header::headers_cloned())
-        .and(limited_body(limit))
         .and(with_app(app))
-        .and_then(|kind, hook, headers, body, app| async move {
-            receive(app, kind, hook, headers, body)
+        .and_then(|kind, hook: Option<String>, app: Arc<App>| async move {
+            let token = receive::named_token(&app, kind, hook.as_deref())
+                .await
+                .map_err(warp::reject::custom)?;
+            Ok::<_, warp::Rejection>((kind, token, app))
+        })
+        .untuple_one()
+        .and(warp::header::headers_cloned())
+        .and(limited_body(limit, timeout))
+        .and_then(|kind, token, app, headers, body| async move {
+            receive(app, kind, token, headers, body)
                 .await
                 .map_err(warp::reject::custom)
         })
@@ -67,17 +77,24 @@ fn hook_id() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection
     })
 }
 
-/// The body, refused with 413 as soon as it is known to exceed `limit`.
-fn limited_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+/// The body, refused with 413 as soon as it is known to exceed `limit`,
+/// and with 408 when it has not arrived whole within `timeout`.
+fn limited_body(
+    limit: u64,
+    timeout: Duration,
+) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |length: Option<u64>, stream| async move {
             if length.is_some_and(|l| l > limit) {
                 return Err(warp::reject::custom(HttpError::TooLarge(limit)));
             }
-            read_limited(stream, limit)
-                .await
-                .map_err(warp::reject::custom)
+            match tokio::time::timeout(timeout, read_limited(stream, limit)).await {
+                Ok(body) => body.map_err(warp::reject::custom),
+                Err(_) => Err(warp::reject::custom(HttpError::BodyTimeout(
+                    timeout.as_secs(),
+                ))),
+            }
         })
 }
 

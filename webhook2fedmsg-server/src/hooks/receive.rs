@@ -17,11 +17,36 @@ use crate::crypto::sha256_hex;
 use crate::error::HttpError;
 use crate::store::{Accepted, NewDelivery, Stored, Token, now_ms};
 
-/// Handles `POST /<service>[/<hook-id>]`.
+/// The token a hook id names, looked up before the body is read: `None`
+/// for `POST /<service>`, which names none; 404 for an unknown hook.
+pub async fn named_token(
+    app: &App,
+    kind: Kind,
+    hook: Option<&str>,
+) -> Result<Option<Token>, HttpError> {
+    let Some(hook) = hook else {
+        return Ok(None);
+    };
+    let token = app
+        .store
+        .token_by_hook(kind.name(), hook)
+        .await
+        .map_err(unavailable)?;
+    if token.is_none() {
+        let error = HttpError::NotFound("no such webhook: check the URL");
+        app.metrics.reject(kind.name(), error.code());
+        tracing::info!(webhook.service = kind.name(), outcome = "rejected", reason = %error,
+            status = error.status().as_u16(), "webhook rejected");
+        return Err(error);
+    }
+    Ok(token)
+}
+
+/// Handles `POST /<service>[/<hook-id>]`, with the token the hook id named.
 pub async fn receive(
     app: Arc<App>,
     kind: Kind,
-    hook: Option<String>,
+    token: Option<Token>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
@@ -34,9 +59,7 @@ pub async fn receive(
         .inc();
     let delivery = Delivery::new(header_pairs(&headers), body.to_vec());
     let span = tracing::info_span!("webhook", webhook.service = kind.name());
-    let result = handle(&app, kind, hook.as_deref(), &delivery)
-        .instrument(span)
-        .await;
+    let result = handle(&app, kind, token, &delivery).instrument(span).await;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let delivery_id = sender_delivery_id(&delivery);
     match result {
@@ -96,11 +119,11 @@ impl From<HttpError> for Refused {
 async fn handle(
     app: &App,
     kind: Kind,
-    hook: Option<&str>,
+    named: Option<Token>,
     delivery: &Delivery,
 ) -> Result<Outcome, Refused> {
     let now = now_ms();
-    let token = find_token(app, kind, hook, delivery, now).await?;
+    let token = find_token(app, kind, named, delivery, now).await?;
     let refused = |error: HttpError| Refused {
         error,
         token_id: Some(token.id.clone()),
@@ -152,18 +175,18 @@ async fn handle(
     })
 }
 
-/// The token a delivery is for: named by the hook id, or for
+/// The token a delivery is for: the one its hook id named, or for
 /// `POST /<service>`, the first enabled token of the service whose secrets
 /// verify it. Verification happens here in both cases.
 async fn find_token(
     app: &App,
     kind: Kind,
-    hook: Option<&str>,
+    named: Option<Token>,
     delivery: &Delivery,
     now: i64,
 ) -> Result<Token, Refused> {
     let now_secs = now / 1000;
-    let Some(hook) = hook else {
+    let Some(token) = named else {
         if kind == Kind::Pretix {
             return Err(HttpError::UnsignedService(kind.name()).into());
         }
@@ -181,12 +204,6 @@ async fn find_token(
         return Err(HttpError::NoMatchingToken.into());
     };
 
-    let token = app
-        .store
-        .token_by_hook(kind.name(), hook)
-        .await
-        .map_err(unavailable)?
-        .ok_or(HttpError::NotFound("no such webhook: check the URL"))?;
     let refused = |error: HttpError| Refused {
         error,
         token_id: Some(token.id.clone()),

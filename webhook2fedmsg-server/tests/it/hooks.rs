@@ -352,6 +352,53 @@ async fn chunked_body_growing_past_the_limit_gets_413() {
     server.stop().await;
 }
 
+/// Sends the head of a POST announcing `length` bytes, and `sent` of them,
+/// then returns the status line of the answer (empty if none came within
+/// ten seconds).
+async fn answer_to_a_partial_post(base: &str, path: &str, length: usize, sent: usize) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         x-github-event: push\r\ncontent-length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b' '; sent]).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await;
+    let n = read.map_or(0, |n| n.unwrap_or(0));
+    let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// An unknown hook URL is refused before its body is read: a stranger's
+/// upload costs the server nothing.
+#[tokio::test]
+async fn unknown_hook_is_refused_before_its_body_arrives() {
+    let server = TestServer::start(Options::default()).await;
+    let status =
+        answer_to_a_partial_post(&server.base, "/github/0123456789abcdef", 1 << 20, 0).await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    server.stop().await;
+}
+
+/// A body that trickles in slower than the configured time gets 408.
+#[tokio::test]
+async fn body_that_does_not_arrive_in_time_gets_408() {
+    let server = TestServer::start(Options {
+        body_timeout_seconds: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let (_, _, url) = server.token("user-a", "github", None).await;
+    let path = url.trim_start_matches(&server.base).to_string();
+    let status = answer_to_a_partial_post(&server.base, &path, 1 << 20, 100).await;
+    assert_eq!(status, "HTTP/1.1 408 Request Timeout");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn body_just_under_the_limit_is_accepted() {
     let limit = 64 * 1024;

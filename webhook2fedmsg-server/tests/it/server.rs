@@ -40,6 +40,8 @@ pub struct Options {
     pub topic_prefix: String,
     /// The body limit, when not the default.
     pub max_body_bytes: Option<u64>,
+    /// The time a body may take, when not the default.
+    pub body_timeout_seconds: Option<u64>,
     /// The FASJSON base URL, if agents are looked up.
     pub fasjson_url: Option<String>,
 }
@@ -51,6 +53,7 @@ impl Default for Options {
             amqp_url: None,
             topic_prefix: String::new(),
             max_body_bytes: None,
+            body_timeout_seconds: None,
             fasjson_url: None,
         }
     }
@@ -171,6 +174,9 @@ fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> Confi
     config.sink.path = dir.join("messages.jsonl");
     config.secrets.key = Some(Sensitive(TEST_KEY.into()));
     config.fasjson.url = options.fasjson_url.clone();
+    if let Some(seconds) = options.body_timeout_seconds {
+        config.limits.body_timeout_seconds = seconds;
+    }
     if let Some(limit) = options.max_body_bytes {
         config.limits.max_body_bytes = limit;
     }
