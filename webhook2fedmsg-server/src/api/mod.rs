@@ -178,6 +178,14 @@ async fn recover(rejection: warp::Rejection) -> Result<Response, warp::Rejection
         return Ok(error.into_response());
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         HttpError::BadRequest("the query string is not valid here".into())
+    } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
+        // Looked for before "method not allowed": a header that is not
+        // text (a non-ASCII Authorization) is what is wrong, on any route.
+        if header.name() == "authorization" {
+            HttpError::BadCredentials("the Authorization header is not valid")
+        } else {
+            HttpError::BadRequest(header.to_string())
+        }
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         HttpError::MethodNotAllowed
     } else if rejection.is_not_found() {

@@ -159,6 +159,26 @@ async fn invalid_requests_get_json_errors() {
     let error: Value = form.json().await.unwrap();
     assert_eq!(error["error"], "unsupported_media_type");
 
+    // A header that is not text is the caller's mistake, never a 5xx.
+    for path in [
+        "/api/v1/me",
+        "/api/v1/tokens",
+        "/api/v1/tokens/x/deliveries",
+    ] {
+        let response = reqwest::Client::new()
+            .get(site.url(path))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(b"Bearer \xc3\xa9").unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_credentials", "{path}");
+    }
+
     let (status, error) = alice.call(Method::GET, "/api/v1/nothing", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error["error"], "not_found");
