@@ -8,6 +8,7 @@ use serde_json::json;
 use webhook2fedmsg_core::recording::Recording;
 use webhook2fedmsg_core::{Context, Kind};
 
+use crate::api::ops::Creation;
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::store::Store;
@@ -80,7 +81,7 @@ pub fn convert(
         return Ok(false);
     }
     let message = event.into_message(None, uuid::Uuid::new_v4(), time::OffsetDateTime::now_utc());
-    println!("{}", message.dump_line(""));
+    print_line(&message.dump_line(""))?;
     Ok(true)
 }
 
@@ -132,21 +133,28 @@ pub async fn token_add(
     secret: Option<&str>,
     instance_url: Option<&str>,
 ) -> anyhow::Result<()> {
-    if secret.is_some_and(str::is_empty) {
-        bail!("--secret must not be empty");
+    if user.trim().is_empty() {
+        bail!("--user must name a FAS account");
     }
+    // The rules the pages and the API apply to a new token.
+    let checked = Creation::parse(
+        service.name(),
+        name.unwrap_or(service.name()),
+        secret,
+        instance_url,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = open_store(config).await?;
     let secrets = SecretBox::from_config(&config.secrets)?;
-    let label = name.unwrap_or(service.name());
     let (token, secret) = store
         .create_token(
             &secrets,
             NewToken {
                 owner: user,
                 service: service.name(),
-                name: label,
-                secret,
-                instance_url,
+                name: &checked.name,
+                secret: checked.secret.as_deref(),
+                instance_url: checked.instance_url.as_deref(),
             },
         )
         .await
@@ -249,4 +257,13 @@ pub fn schemas(out: &Path, check: bool) -> anyhow::Result<bool> {
         println!("schemas in {} are up to date", out.display());
     }
     Ok(true)
+}
+
+/// Prints one line on stdout; a reader that went away (`| head`) is not
+/// an error.
+fn print_line(line: &str) -> anyhow::Result<()> {
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
 }

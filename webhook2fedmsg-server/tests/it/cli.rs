@@ -173,6 +173,24 @@ fn token_add_list_and_remove() {
         ],
     );
     assert!(!empty.status.success(), "an empty secret is refused");
+    // The rules of the pages and the API: no short secret, no empty user,
+    // no instance URL where the service takes none.
+    for args in [
+        &["--user", "a", "--service", "github", "--secret", "a"][..],
+        &["--user", "", "--service", "github"][..],
+        &[
+            "--user",
+            "a",
+            "--service",
+            "github",
+            "--instance-url",
+            "https://x.org",
+        ][..],
+    ] {
+        let refused = run(dir.path(), &[&["token", "add"][..], args].concat());
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(!text(&refused.stderr).is_empty(), "{args:?} says why");
+    }
 }
 
 #[test]
