@@ -67,6 +67,21 @@ pub struct DeliveryRecord {
     pub reason: Option<String>,
 }
 
+/// The longest delivery id stored as it is.
+const MAX_DELIVERY_ID: usize = 200;
+
+/// A delivery id as stored and compared: itself, or past
+/// [`MAX_DELIVERY_ID`] bytes its SHA-256. The header is not signed, so
+/// anyone may make it long, and PostgreSQL refuses index entries past
+/// about 2.7 KB; real ids are UUIDs or numbers.
+pub fn delivery_key(id: &str) -> String {
+    if id.len() <= MAX_DELIVERY_ID {
+        id.to_string()
+    } else {
+        format!("sha256:{}", crate::crypto::sha256_hex(id.as_bytes()))
+    }
+}
+
 impl Store {
     /// Stores a batch of deliveries in one transaction.
     pub async fn store_deliveries(&self, batch: &[NewDelivery]) -> sqlx::Result<Vec<Stored>> {
@@ -86,7 +101,7 @@ impl Store {
             )
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(&delivery.token_id)
-            .bind(&delivery.delivery_id)
+            .bind(delivery.delivery_id.as_deref().map(delivery_key))
             .bind(&delivery.body_digest)
             .bind(now)
             .bind(&delivery.topic)
@@ -103,7 +118,7 @@ impl Store {
                      AND (delivery_id = $2 OR body_digest = $3) ORDER BY received_at LIMIT 1",
                 )
                 .bind(&delivery.token_id)
-                .bind(&delivery.delivery_id)
+                .bind(delivery.delivery_id.as_deref().map(delivery_key))
                 .bind(&delivery.body_digest)
                 .fetch_optional(&mut *tx)
                 .await?;

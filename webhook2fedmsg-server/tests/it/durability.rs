@@ -71,6 +71,27 @@ async fn postgres_store_accepts_dedupes_and_publishes() {
     server.stop().await;
 }
 
+/// The delivery id header is not signed: a long one is stored by its
+/// digest, past PostgreSQL's limit on index entries, and still dedupes.
+#[tokio::test]
+async fn postgres_store_takes_a_delivery_id_of_any_length() {
+    let url = fresh_postgres().await;
+    let server = TestServer::start(Options {
+        database: Database::Postgres(url),
+        ..Options::default()
+    })
+    .await;
+    let (_, secret, hook) = server.token("user-a", "github", None).await;
+    let mut push = numbered_push(1, &secret);
+    crate::server::set_header(&mut push, "X-GitHub-Delivery", &"d".repeat(8000));
+    let (status, body) = post(&hook, &push).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, again) = post(&hook, &push).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["message_id"], body["message_id"]);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_publish_every_message_once() {
     let database = fresh_postgres().await;
