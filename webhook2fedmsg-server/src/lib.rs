@@ -136,6 +136,12 @@ pub async fn serve(
             "login is off (oidc.* unset): the pages offer none, use `webhook2fedmsg token`"
         );
     }
+    // FIXME: nothing bounds how long a client may take to send its
+    // headers, nor how many connections are open at once, so slow clients
+    // can hold sockets until the file limit is reached. warp 0.4 does not
+    // expose hyper's header_read_timeout; serving warp::service(routes)
+    // through hyper-util's builder, with a semaphore on accepted
+    // connections, would. Bodies are bounded (limits.body_timeout_seconds).
     warp::serve(routes(app.clone()))
         .incoming(listener)
         .graceful(shutdown)
