@@ -302,25 +302,46 @@ fn has_surrogate_escape(payload: &[u8]) -> bool {
 /// precedes them; a string such as `"x 1e5"` gives a false positive, which
 /// only costs the strict parse.
 fn may_have_huge_number(payload: &[u8]) -> bool {
-    let exponent = memchr::memchr2_iter(b'e', b'E', payload).any(|at| {
-        let mantissa = &payload[..at];
-        let start = mantissa
-            .iter()
-            .rposition(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-'))
-            .map_or(0, |i| i + 1);
-        let starts_a_value = start == 0
-            || matches!(
-                payload[start - 1],
-                b':' | b',' | b'[' | b' ' | b'\t' | b'\n' | b'\r'
-            );
-        starts_a_value && mantissa[start..].iter().any(u8::is_ascii_digit)
-    });
-    // A run of 309 or more digits fills at least one whole aligned chunk
-    // of 64 bytes.
-    exponent
-        || payload
-            .chunks_exact(64)
-            .any(|chunk| chunk.iter().all(u8::is_ascii_digit))
+    // A digit followed by `e` or `E` is looked for 64 bytes at a time, in a
+    // loop the compiler vectorises; only a chunk that has one is looked at
+    // closely. Commit hashes make such chunks common, values with an
+    // exponent rare.
+    const CHUNK: usize = 64;
+    let mut start = 1;
+    while start < payload.len() {
+        let end = (start + CHUNK).min(payload.len());
+        let pairs = payload[start - 1..end - 1].iter().zip(&payload[start..end]);
+        let has_pair = pairs.fold(false, |found, (&before, &at)| {
+            found | (before.is_ascii_digit() & (at | 0x20 == b'e'))
+        });
+        if has_pair && (start..end).any(|at| is_exponent_of_a_value(payload, at)) {
+            return true;
+        }
+        start = end;
+    }
+    // A run of 309 or more digits fills at least one whole aligned chunk.
+    payload
+        .chunks_exact(CHUNK)
+        .any(|chunk| chunk.iter().all(u8::is_ascii_digit))
+}
+
+/// Whether `payload[at]` is the `e` or `E` of a number that starts where a
+/// JSON value can start (after `:`, `,`, `[` or white space).
+fn is_exponent_of_a_value(payload: &[u8], at: usize) -> bool {
+    if payload[at] | 0x20 != b'e' {
+        return false;
+    }
+    let mantissa = &payload[..at];
+    let start = mantissa
+        .iter()
+        .rposition(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-'))
+        .map_or(0, |i| i + 1);
+    let starts_a_value = start == 0
+        || matches!(
+            payload[start - 1],
+            b':' | b',' | b'[' | b' ' | b'\t' | b'\n' | b'\r'
+        );
+    starts_a_value && mantissa[start..].iter().any(u8::is_ascii_digit)
 }
 
 /// How many `[` and `{` the payload has, in strings or not: more than the
