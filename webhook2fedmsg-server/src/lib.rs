@@ -119,6 +119,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
+    app.store
+        .release_leases_at_start()
+        .await
+        .context("cannot read the outbox")?;
     let dispatcher = dispatch::Dispatcher {
         store: app.store.clone(),
         publisher: app.publisher.clone(),

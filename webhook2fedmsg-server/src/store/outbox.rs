@@ -25,6 +25,17 @@ pub struct OutboxRow {
     pub created_at: i64,
 }
 
+/// How many message ids one statement of [`Store::mark_sent`] names.
+const SENT_PER_STATEMENT: usize = 100;
+
+/// `$first, $first+1, ...`: `count` numbered placeholders.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, oldest first.
     pub async fn claim_outbox(&self, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<OutboxRow>> {
@@ -51,24 +62,48 @@ impl Store {
         Ok(rows)
     }
 
+    /// On SQLite, which serves one instance, makes every message claimed
+    /// by a process that died due again at once, instead of after its
+    /// lease. On PostgreSQL other instances may hold leases, so they run
+    /// out by themselves.
+    pub async fn release_leases_at_start(&self) -> sqlx::Result<()> {
+        if matches!(self.backend(), Backend::Sqlite) {
+            sqlx::query("UPDATE outbox SET locked_until = 0 WHERE state = 'pending'")
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Removes published messages from the outbox and marks their
     /// deliveries published, in one transaction.
     pub async fn mark_sent(&self, message_ids: &[String]) -> sqlx::Result<()> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        for id in message_ids {
-            sqlx::query("DELETE FROM outbox WHERE message_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
+        // A few statements for a whole batch, not two per message: on
+        // SQLite this transaction holds the one write lock that incoming
+        // webhooks wait for.
+        for ids in message_ids.chunks(SENT_PER_STATEMENT) {
+            let delete = format!(
+                "DELETE FROM outbox WHERE message_id IN ({})",
+                placeholders(1, ids.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
+
+            let update = format!(
                 "UPDATE deliveries SET outcome = 'published', published_at = $1 \
-                 WHERE message_id = $2",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+                 WHERE message_id IN ({})",
+                placeholders(2, ids.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(update)).bind(now);
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await
     }
