@@ -12,8 +12,6 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use warp::Filter;
@@ -223,7 +221,9 @@ fn json_body<T: DeserializeOwned + Default + Send + 'static>(
                 if length.is_some_and(|l| l > MAX_BODY_BYTES) {
                     return Err(warp::reject::custom(HttpError::TooLarge(MAX_BODY_BYTES)));
                 }
-                let body = read_bounded(stream).await.map_err(warp::reject::custom)?;
+                let body = crate::hooks::read_limited(stream, MAX_BODY_BYTES)
+                    .await
+                    .map_err(warp::reject::custom)?;
                 parse_json(kind.as_deref(), &body, empty_is_default).map_err(warp::reject::custom)
             },
         )
@@ -252,28 +252,6 @@ fn parse_json<T: DeserializeOwned + Default>(
     }
     serde_json::from_slice(body)
         .map_err(|e| HttpError::BadRequest(format!("the body is not valid here: {e}")))
-}
-
-async fn read_bounded<S, B>(mut stream: S) -> Result<Bytes, HttpError>
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: bytes::Buf,
-{
-    let mut body = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let mut chunk =
-            chunk.map_err(|e| HttpError::BadRequest(format!("cannot read the body: {e}")))?;
-        if (body.len() + chunk.remaining()) as u64 > MAX_BODY_BYTES {
-            return Err(HttpError::TooLarge(MAX_BODY_BYTES));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            body.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(body.freeze())
 }
 
 /// The view of a token for `principal`: URL and secrets for its owner only.

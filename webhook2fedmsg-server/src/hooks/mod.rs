@@ -98,7 +98,9 @@ fn limited_body(
         })
 }
 
-async fn read_limited<S, B>(mut stream: S, limit: u64) -> Result<Bytes, HttpError>
+/// Reads a body stream whole, refusing it with 413 once it passes `limit`
+/// bytes.
+pub(crate) async fn read_limited<S, B>(mut stream: S, limit: u64) -> Result<Bytes, HttpError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: bytes::Buf,
