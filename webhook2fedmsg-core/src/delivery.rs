@@ -302,27 +302,37 @@ fn has_surrogate_escape(payload: &[u8]) -> bool {
 /// precedes them; a string such as `"x 1e5"` gives a false positive, which
 /// only costs the strict parse.
 fn may_have_huge_number(payload: &[u8]) -> bool {
-    // A digit followed by `e` or `E` is looked for 64 bytes at a time, in a
-    // loop the compiler vectorises; only a chunk that has one is looked at
-    // closely. Commit hashes make such chunks common, values with an
-    // exponent rare.
-    const CHUNK: usize = 64;
-    let mut start = 1;
-    while start < payload.len() {
-        let end = (start + CHUNK).min(payload.len());
-        let pairs = payload[start - 1..end - 1].iter().zip(&payload[start..end]);
-        let has_pair = pairs.fold(false, |found, (&before, &at)| {
-            found | (before.is_ascii_digit() & (at | 0x20 == b'e'))
-        });
-        if has_pair && (start..end).any(|at| is_exponent_of_a_value(payload, at)) {
+    // Each window of 64 bytes is looked at in one loop the compiler
+    // vectorises: whether a digit is followed by `e` or `E`, and how many
+    // digits it has. Commit hashes make the first common, so only a window
+    // that has one is looked at closely; values with an exponent are rare.
+    // The windows tile the payload, so a run of 309 or more digits fills
+    // at least one of them.
+    const WINDOW: usize = 64;
+    let mut start = 0;
+    while start + 1 < payload.len() {
+        let end = (start + WINDOW).min(payload.len() - 1);
+        let (before, at) = (&payload[start..end], &payload[start + 1..end + 1]);
+        let (pairs, digits) =
+            before
+                .iter()
+                .zip(at)
+                .fold((0u8, 0u8), |(pairs, digits), (&before, &at)| {
+                    let digit = u8::from(before.is_ascii_digit());
+                    (
+                        pairs | (digit & u8::from(at | 0x20 == b'e')),
+                        digits + digit,
+                    )
+                });
+        if usize::from(digits) == WINDOW {
+            return true;
+        }
+        if pairs != 0 && (start + 1..end + 1).any(|at| is_exponent_of_a_value(payload, at)) {
             return true;
         }
         start = end;
     }
-    // A run of 309 or more digits fills at least one whole aligned chunk.
-    payload
-        .chunks_exact(CHUNK)
-        .any(|chunk| chunk.iter().all(u8::is_ascii_digit))
+    false
 }
 
 /// Whether `payload[at]` is the `e` or `E` of a number that starts where a
@@ -347,10 +357,18 @@ fn is_exponent_of_a_value(payload: &[u8], at: usize) -> bool {
 /// How many `[` and `{` the payload has, in strings or not: more than the
 /// deepest nesting it can have.
 fn brackets(payload: &[u8]) -> usize {
-    // A plain count, which the compiler turns into wide compares.
+    // Counted in bytes, 255 at most per run so that a byte cannot
+    // overflow: the compiler then compares and adds 16 or 32 bytes at a
+    // time, where a `usize` count would take 2 or 4. `[` (0x5b) and `{`
+    // (0x7b) are the only bytes that become `{` when bit 0x20 is set.
     payload
-        .iter()
-        .map(|&b| usize::from(b == b'[' || b == b'{'))
+        .chunks(255)
+        .map(|run| {
+            let count = run
+                .iter()
+                .fold(0u8, |count, &b| count + u8::from(b | 0x20 == b'{'));
+            usize::from(count)
+        })
         .sum()
 }
 
@@ -440,5 +458,42 @@ impl<'de> Visitor<'de> for Strict {
             map.next_value_seed(inner)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{brackets, may_have_huge_number};
+
+    #[test]
+    fn long_runs_of_digits_are_found_wherever_they_start() {
+        for offset in 0..130 {
+            let pad = " ".repeat(offset);
+            let huge = format!("{{\"a\":{pad}{}}}", "7".repeat(309));
+            assert!(may_have_huge_number(huge.as_bytes()), "offset {offset}");
+            let fine = format!("{{\"a\":{pad}{}}}", "7".repeat(60));
+            assert!(!may_have_huge_number(fine.as_bytes()), "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn exponents_are_found_at_every_position() {
+        for offset in 0..130 {
+            let pad = " ".repeat(offset);
+            let text = format!("{{\"a\":{pad}1e5}}");
+            assert!(may_have_huge_number(text.as_bytes()), "offset {offset}");
+            let hash = format!("{{\"a\":{pad}\"1e5\"}}");
+            assert!(!may_have_huge_number(hash.as_bytes()), "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn brackets_counts_every_open_bracket_and_nothing_else() {
+        assert_eq!(brackets(b"[{}] ;:{{ []"), 5);
+        // Runs longer than a byte can count.
+        let many = "[{".repeat(1000) + &"x".repeat(300) + &"]}".repeat(1000);
+        assert_eq!(brackets(many.as_bytes()), 2000);
+        let none: Vec<u8> = (0..=255u8).filter(|&b| b != b'[' && b != b'{').collect();
+        assert_eq!(brackets(&none.repeat(3)), 0);
     }
 }
