@@ -20,7 +20,8 @@
 # config stay in target/load/<date>-<database>/.
 #
 # Other knobs: LOAD_REQUESTS (pushes pre-signed for the closed loop, 150000),
-# LOAD_DB_CONNECTIONS (the server's database.max_connections, default 8),
+# LOAD_DB_CONNECTIONS (the server's database.max_connections, default 4, as
+# the server's own default),
 # LOAD_LOG (the server's log filter, default info), RUST_LOG is ignored.
 #
 # RabbitMQ and PostgreSQL are started, with the commands scripts/setup
@@ -36,7 +37,7 @@ duration=${LOAD_DURATION:-10}
 connections=${LOAD_CONNECTIONS:-64}
 rate=${LOAD_RATE:-1000}
 requests=${LOAD_REQUESTS:-150000}
-db_connections=${LOAD_DB_CONNECTIONS:-8}
+db_connections=${LOAD_DB_CONNECTIONS:-4}
 log_filter=${LOAD_LOG:-info}
 pg_url_base=postgres://webhook2fedmsg:webhook2fedmsg@127.0.0.1:5432
 amqp_url='amqp://guest:guest@127.0.0.1:5672/%2f'

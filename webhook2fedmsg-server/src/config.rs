@@ -76,8 +76,9 @@ pub struct DatabaseConfig {
     /// `sqlite://PATH` (created if missing) or `postgres://...`.
     /// Default `sqlite://webhook2fedmsg.db` in the working directory.
     pub url: Sensitive,
-    /// Connections in the pool. Default 8 (SQLite: writes are serialised
-    /// by SQLite itself whatever this is).
+    /// Connections in the pool. Default 4: a webhook reads once, and the
+    /// writes of the webhook path go through one connection at a time
+    /// (on SQLite each connection is also a thread and a page cache).
     pub max_connections: u32,
 }
 
@@ -85,7 +86,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: Sensitive("sqlite://webhook2fedmsg.db".into()),
-            max_connections: 8,
+            max_connections: 4,
         }
     }
 }
