@@ -1,30 +1,34 @@
 //! The dispatcher: publishes what the outbox holds.
 //!
-//! It claims due messages in batches, hands them to the [`Publisher`]
-//! (pipelined, with confirms), removes the confirmed ones and schedules the
-//! rest: a transient failure (the broker is away) is retried with
-//! exponential backoff, a permanent one marks the message failed with the
-//! reason. It wakes when a request stores a message, and polls every
-//! second for rows of other instances and for retries. After a restart it
-//! simply starts from the outbox again.
+//! It takes the messages this instance accepted from the [`Handoff`], in
+//! memory, and claims due rows of the outbox (retries, rows of instances
+//! that died, rows left from before a restart) about once a second. It
+//! hands them to the [`Publisher`] in batches (pipelined, with confirms),
+//! has the [`Writer`] remove the confirmed ones and schedules the rest: a
+//! transient failure (the broker is away) is retried with exponential
+//! backoff, a permanent one marks the message failed with the reason.
+//! After a restart it simply starts from the outbox again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use uuid::Uuid;
 use webhook2fedmsg_core::message::{HeaderValue, routing_key};
 
 use crate::metrics::{FailureLabel, Metrics};
 use crate::publish::{Outgoing, PublishError, Publisher};
-use crate::store::outbox::OutboxRow;
+use crate::store::deliveries::Writer;
+use crate::store::outbox::{Handoff, LEASE_MS, OutboxRow};
 use crate::store::{Store, now_ms};
 
-/// Messages claimed per round.
-const BATCH: i64 = 500;
-/// How long a claim holds before another instance may take the rows.
-const LEASE_MS: i64 = 60_000;
+/// Messages published per round.
+const BATCH: usize = 500;
+/// How often the outbox is looked at for due rows, when nothing asks
+/// sooner.
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts at one message.
 const MAX_BACKOFF_MS: i64 = 60_000;
 /// How often accepted deliveries past the retention window are purged.
@@ -38,8 +42,10 @@ pub struct Dispatcher {
     pub publisher: Arc<dyn Publisher>,
     /// The topic prefix.
     pub topic_prefix: String,
-    /// Signalled when a request stores a message.
-    pub wake: Arc<Notify>,
+    /// The messages this instance accepted.
+    pub handoff: Arc<Handoff>,
+    /// Removes published messages from the outbox.
+    pub writer: Writer,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Deliveries older than this many milliseconds are forgotten.
@@ -50,28 +56,32 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true; unsent messages stay in the outbox.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut pause = Duration::ZERO;
-        let mut last_purge = tokio::time::Instant::now() - PURGE_EVERY;
+        let mut last_purge = Instant::now() - PURGE_EVERY;
+        let mut state = State {
+            last_claim: Instant::now() - CLAIM_EVERY,
+            removing: None,
+        };
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
             if last_purge.elapsed() >= PURGE_EVERY {
                 self.purge().await;
-                last_purge = tokio::time::Instant::now();
+                last_purge = Instant::now();
             }
             if pause > Duration::ZERO {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => break,
                 }
             }
-            pause = match self.round().await {
+            pause = match self.round(&mut state).await {
                 Round::Busy => Duration::ZERO,
                 Round::Idle => {
                     tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
+                        _ = self.handoff.woken() => {}
+                        _ = tokio::time::sleep(CLAIM_EVERY) => {}
+                        _ = shutdown.changed() => break,
                     }
                     Duration::ZERO
                 }
@@ -79,25 +89,56 @@ impl Dispatcher {
                 Round::DatabaseAway => Duration::from_secs(1),
             };
         }
+        self.stop(state).await;
     }
 
-    async fn round(&self) -> Round {
-        let rows = match self.store.claim_outbox(BATCH, LEASE_MS).await {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the outbox");
-                return Round::DatabaseAway;
+    /// Waits for the last removal of published messages, and gives back
+    /// the messages that were handed over but not published, so that they
+    /// are due at once for whoever starts next.
+    async fn stop(&self, state: State) {
+        if let Some(removing) = state.removing {
+            let _ = removing.await;
+        }
+        let left: Vec<String> = self
+            .handoff
+            .take(usize::MAX)
+            .into_iter()
+            .map(|row| row.message_id)
+            .collect();
+        if !left.is_empty() {
+            if let Err(error) = self.store.release(&left).await {
+                tracing::warn!(%error, messages = left.len(),
+                    "cannot release unsent messages; they are due when their lease ends");
             }
-        };
-        if let Ok(depth) = self.store.outbox_depth().await {
-            self.metrics.outbox_depth.set(depth);
+        }
+    }
+
+    async fn round(&self, state: &mut State) -> Round {
+        let mut rows = self.handoff.take(BATCH);
+        if rows.is_empty() {
+            let due = self.handoff.take_claim() || state.last_claim.elapsed() >= CLAIM_EVERY;
+            if !due {
+                return Round::Idle;
+            }
+            state.last_claim = Instant::now();
+            rows = match self.store.claim_outbox(BATCH as i64, LEASE_MS).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the outbox");
+                    return Round::DatabaseAway;
+                }
+            };
+            if rows.len() == BATCH {
+                // There may be more.
+                self.handoff.claim_soon();
+            }
         }
         if rows.is_empty() {
             return Round::Idle;
         }
         let outgoing: Vec<Outgoing> = rows.iter().map(|row| self.outgoing(row)).collect();
         let results = self.publisher.publish(&outgoing).await;
-        self.settle(&rows, results).await
+        self.settle(&rows, results, state).await
     }
 
     fn outgoing(&self, row: &OutboxRow) -> Outgoing {
@@ -111,7 +152,12 @@ impl Dispatcher {
         }
     }
 
-    async fn settle(&self, rows: &[OutboxRow], results: Vec<Result<(), PublishError>>) -> Round {
+    async fn settle(
+        &self,
+        rows: &[OutboxRow],
+        results: Vec<Result<(), PublishError>>,
+        state: &mut State,
+    ) -> Round {
         let now = now_ms();
         let mut sent = Vec::new();
         let mut broker_away = false;
@@ -142,13 +188,13 @@ impl Dispatcher {
             }
         }
         if !sent.is_empty() {
-            // If this fails the rows are published again after their lease,
-            // with the same ids: a duplicate, never a loss.
-            if let Err(error) = self.store.mark_sent(&sent).await {
-                tracing::error!(%error, "cannot mark messages sent");
+            let count = sent.len();
+            match self.writer.sent(sent).await {
+                Ok(removing) => state.removing = Some(removing),
+                Err(error) => tracing::error!(%error, "cannot mark messages sent"),
             }
-            self.metrics.published.inc_by(sent.len() as u64);
-            tracing::debug!(messages = sent.len(), "published");
+            self.metrics.published.inc_by(count as u64);
+            tracing::debug!(messages = count, "published");
         }
         if broker_away {
             tracing::warn!("broker unavailable; messages stay in the outbox and are retried");
@@ -181,6 +227,14 @@ impl Dispatcher {
             Err(error) => tracing::warn!(%error, "cannot purge old deliveries"),
         }
     }
+}
+
+/// What the dispatcher remembers between rounds.
+struct State {
+    /// When the outbox was last looked at for due rows.
+    last_claim: Instant,
+    /// Answers when the last confirmed messages are removed.
+    removing: Option<oneshot::Receiver<()>>,
 }
 
 enum Round {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use warp::Filter as _;
 use warp::http::StatusCode;
 use warp::reply::Reply as _;
@@ -43,6 +43,11 @@ use metrics::Metrics;
 use publish::Publisher;
 use store::Store;
 use store::deliveries::Writer;
+use store::outbox::Handoff;
+
+/// The most accepted messages waiting in memory for the dispatcher (about
+/// 10 MB of GitHub pushes); more wait in the outbox only.
+const HANDOFF_CAPACITY: usize = 1024;
 
 /// What every request handler shares.
 pub struct App {
@@ -58,8 +63,8 @@ pub struct App {
     pub agents: Arc<dyn AgentResolver>,
     /// Where messages go.
     pub publisher: Arc<dyn Publisher>,
-    /// Wakes the dispatcher when a message is stored.
-    pub dispatch: Arc<Notify>,
+    /// Carries accepted messages from the writer to the dispatcher.
+    pub handoff: Arc<Handoff>,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
     /// The OpenID Connect provider people log in with, if configured.
@@ -85,14 +90,15 @@ impl App {
         };
         let publisher = publish::from_config(&config)?;
         let provider = auth::Provider::from_config(&config.oidc, &config.public_base())?;
+        let handoff = Arc::new(Handoff::new(HANDOFF_CAPACITY));
         Ok(Arc::new(Self {
-            writer: Writer::start(store.clone()),
+            writer: Writer::start(store.clone(), handoff.clone()),
+            handoff,
             config,
             store,
             secrets,
             agents,
             publisher,
-            dispatch: Arc::new(Notify::new()),
             metrics: Arc::new(Metrics::new()),
             provider: provider.map(Arc::new),
             access_tokens: auth::AccessTokens::default(),
@@ -127,7 +133,8 @@ pub async fn serve(
         store: app.store.clone(),
         publisher: app.publisher.clone(),
         topic_prefix: app.config.amqp.topic_prefix.clone(),
-        wake: app.dispatch.clone(),
+        handoff: app.handoff.clone(),
+        writer: app.writer.clone(),
         metrics: app.metrics.clone(),
         retention_ms: (app.config.dedupe.retention_hours as i64).saturating_mul(3_600_000),
     };
@@ -172,13 +179,23 @@ pub fn routes(
         async move { readiness(&app).await }
     });
     let metrics_app = app.clone();
-    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(
-            metrics_app.metrics.render(),
-            "content-type",
-            "text/plain; version=0.0.4; charset=utf-8",
-        )
-        .into_response()
+    let metrics = warp::path!("metrics").and(warp::get()).then(move || {
+        let app = metrics_app.clone();
+        async move {
+            // Counted when asked, rather than by the dispatcher's rounds.
+            match app.store.outbox_depth().await {
+                Ok(depth) => {
+                    app.metrics.outbox_depth.set(depth);
+                }
+                Err(error) => tracing::warn!(%error, "cannot count the outbox"),
+            }
+            warp::reply::with_header(
+                app.metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .into_response()
+        }
     });
     let routes = health
         .or(ready)

@@ -15,21 +15,23 @@ use super::header_pairs;
 use crate::App;
 use crate::crypto::sha256_hex;
 use crate::error::HttpError;
+use crate::store::tokens::Hook;
 use crate::store::{Accepted, NewDelivery, Stored, Token, now_ms};
 
-/// The token a hook id names, looked up before the body is read: `None`
-/// for `POST /<service>`, which names none; 404 for an unknown hook.
+/// The token a hook id names, with its secrets, looked up before the body
+/// is read: `None` for `POST /<service>`, which names none; 404 for an
+/// unknown hook.
 pub async fn named_token(
     app: &App,
     kind: Kind,
     hook: Option<&str>,
-) -> Result<Option<Token>, HttpError> {
+) -> Result<Option<Hook>, HttpError> {
     let Some(hook) = hook else {
         return Ok(None);
     };
     let token = app
         .store
-        .token_by_hook(kind.name(), hook)
+        .hook(kind.name(), hook, now_ms())
         .await
         .map_err(unavailable)?;
     if token.is_none() {
@@ -46,7 +48,7 @@ pub async fn named_token(
 pub async fn receive(
     app: Arc<App>,
     kind: Kind,
-    token: Option<Token>,
+    token: Option<Hook>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
@@ -119,7 +121,7 @@ impl From<HttpError> for Refused {
 async fn handle(
     app: &App,
     kind: Kind,
-    named: Option<Token>,
+    named: Option<Hook>,
     delivery: &Delivery,
 ) -> Result<Outcome, Refused> {
     let now = now_ms();
@@ -152,12 +154,7 @@ async fn handle(
         refused(HttpError::Unavailable)
     })?;
     let (status, message_id, label) = match stored {
-        Stored::New => {
-            if message_id.is_some() {
-                app.dispatch.notify_one();
-            }
-            (StatusCode::ACCEPTED, message_id, label)
-        }
+        Stored::New => (StatusCode::ACCEPTED, message_id, label),
         Stored::Duplicate(first) => (StatusCode::OK, first, "duplicate"),
     };
     let body = match (&message_id, &reason, label) {
@@ -181,12 +178,12 @@ async fn handle(
 async fn find_token(
     app: &App,
     kind: Kind,
-    named: Option<Token>,
+    named: Option<Hook>,
     delivery: &Delivery,
     now: i64,
 ) -> Result<Token, Refused> {
     let now_secs = now / 1000;
-    let Some(token) = named else {
+    let Some(hook) = named else {
         if kind == Kind::Pretix {
             return Err(HttpError::UnsignedService(kind.name()).into());
         }
@@ -204,6 +201,8 @@ async fn find_token(
         return Err(HttpError::NoMatchingToken.into());
     };
 
+    let secrets = hook.secrets(&app.secrets, now);
+    let token = hook.token;
     let refused = |error: HttpError| Refused {
         error,
         token_id: Some(token.id.clone()),
@@ -211,7 +210,6 @@ async fn find_token(
     if !token.is_enabled() {
         return Err(refused(HttpError::TokenDisabled));
     }
-    let secrets = secrets_of(app, &token, now).await?;
     kind.service()
         .verify(delivery, &secrets, now_secs)
         .map_err(|e| refused(e.into()))?;

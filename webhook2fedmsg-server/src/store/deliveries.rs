@@ -8,8 +8,12 @@
 //! [`Writer`] gathers the deliveries of concurrent requests into one
 //! transaction, so that a commit (and its fsync) serves many requests.
 
+use std::sync::Arc;
+
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::outbox::{Handoff, LEASE_MS, OutboxRow};
 use super::{Store, now_ms};
 
 /// A verified delivery to store.
@@ -83,68 +87,39 @@ pub fn delivery_key(id: &str) -> String {
 }
 
 impl Store {
-    /// Stores a batch of deliveries in one transaction.
-    pub async fn store_deliveries(&self, batch: &[NewDelivery]) -> sqlx::Result<Vec<Stored>> {
+    /// Stores a batch of deliveries, and forgets the published messages
+    /// `sent`, in one transaction.
+    ///
+    /// New messages enter the outbox leased until `lease_until`
+    /// (milliseconds; 0 for none), for the dispatcher they are handed to.
+    /// When every delivery is new, which is the usual case, the batch
+    /// costs a few multi-row statements; when one is a duplicate, the
+    /// batch is written again one delivery at a time, to tell which.
+    pub async fn write_batch(
+        &self,
+        batch: &[NewDelivery],
+        sent: &[String],
+        lease_until: i64,
+    ) -> sqlx::Result<Vec<Stored>> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let mut results = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            let outcome = if delivery.message.is_some() {
-                "queued"
-            } else {
-                "skipped"
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO deliveries (id, token_id, delivery_id, body_digest, received_at, \
-                 topic, message_id, outcome, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&delivery.token_id)
-            .bind(delivery.delivery_id.as_deref().map(delivery_key))
-            .bind(&delivery.body_digest)
-            .bind(now)
-            .bind(&delivery.topic)
-            .bind(delivery.message.as_ref().map(|m| &m.message_id))
-            .bind(outcome)
-            .bind(&delivery.skip_reason)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-
-            if inserted == 0 {
-                let first: Option<(Option<String>,)> = sqlx::query_as(
-                    "SELECT message_id FROM deliveries WHERE token_id = $1 \
-                     AND (delivery_id = $2 OR body_digest = $3) ORDER BY received_at LIMIT 1",
-                )
-                .bind(&delivery.token_id)
-                .bind(delivery.delivery_id.as_deref().map(delivery_key))
-                .bind(&delivery.body_digest)
-                .fetch_optional(&mut *tx)
-                .await?;
-                results.push(Stored::Duplicate(first.and_then(|(id,)| id)));
-            } else {
-                if let Some(message) = &delivery.message {
-                    sqlx::query(
-                        "INSERT INTO outbox (message_id, topic, body, headers, created_at, \
-                         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                    )
-                    .bind(&message.message_id)
-                    .bind(&delivery.topic)
-                    .bind(&message.body)
-                    .bind(&message.headers)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                results.push(Stored::New);
-            }
-            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&delivery.token_id)
-                .execute(&mut *tx)
-                .await?;
+        let mut results = vec![Stored::New; batch.len()];
+        let mut inserted = 0;
+        for rows in batch.chunks(ROWS_PER_STATEMENT) {
+            inserted += insert_deliveries(&mut tx, rows, now).await?;
         }
+        if inserted == batch.len() as u64 {
+            let messages: Vec<_> = batch.iter().filter(|d| d.message.is_some()).collect();
+            for rows in messages.chunks(ROWS_PER_STATEMENT) {
+                insert_outbox(&mut tx, rows, now, lease_until).await?;
+            }
+        } else {
+            tx.rollback().await?;
+            tx = self.pool().begin().await?;
+            results = store_one_by_one(&mut tx, batch, now, lease_until).await?;
+        }
+        touch_tokens(&mut tx, batch, now).await?;
+        super::outbox::forget_sent(&mut tx, sent, now).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -176,15 +151,170 @@ impl Store {
     }
 }
 
-type Reply = oneshot::Sender<Result<Stored, String>>;
+/// Rows per multi-row statement: far below the bound-parameter limits of
+/// SQLite (32,766) and PostgreSQL (65,535).
+const ROWS_PER_STATEMENT: usize = 100;
 
-/// Gathers deliveries from concurrent requests into batched transactions.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    queue: mpsc::Sender<(NewDelivery, Reply)>,
+/// `($1, $2, ...), ($n+1, ...)`: `rows` groups of `columns` numbered
+/// placeholders.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let numbers: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", numbers.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// The most deliveries written in one transaction.
+/// Inserts the deliveries that are not duplicates; returns how many.
+async fn insert_deliveries(
+    conn: &mut AnyConnection,
+    rows: &[NewDelivery],
+    now: i64,
+) -> sqlx::Result<u64> {
+    let sql = format!(
+        "INSERT INTO deliveries (id, token_id, delivery_id, body_digest, received_at, topic, \
+         message_id, outcome, reason) VALUES {} ON CONFLICT DO NOTHING",
+        value_rows(rows.len(), 9)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for delivery in rows {
+        let outcome = if delivery.message.is_some() {
+            "queued"
+        } else {
+            "skipped"
+        };
+        query = query
+            // Time-ordered, so that rows are appended to the primary key
+            // index rather than scattered over it.
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&delivery.token_id)
+            .bind(delivery.delivery_id.as_deref().map(delivery_key))
+            .bind(&delivery.body_digest)
+            .bind(now)
+            .bind(&delivery.topic)
+            .bind(delivery.message.as_ref().map(|m| &m.message_id))
+            .bind(outcome)
+            .bind(&delivery.skip_reason);
+    }
+    Ok(query.execute(&mut *conn).await?.rows_affected())
+}
+
+/// Queues the messages of new deliveries.
+async fn insert_outbox(
+    conn: &mut AnyConnection,
+    rows: &[&NewDelivery],
+    now: i64,
+    lease_until: i64,
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO outbox (message_id, topic, body, headers, created_at, next_attempt_at, \
+         locked_until) VALUES {}",
+        value_rows(rows.len(), 7)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for delivery in rows {
+        let Some(message) = &delivery.message else {
+            continue;
+        };
+        query = query
+            .bind(&message.message_id)
+            .bind(&delivery.topic)
+            .bind(&message.body)
+            .bind(&message.headers)
+            .bind(now)
+            .bind(now)
+            .bind(lease_until);
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Stores each delivery on its own, finding the duplicates and the first
+/// message each of them repeats.
+async fn store_one_by_one(
+    conn: &mut AnyConnection,
+    batch: &[NewDelivery],
+    now: i64,
+    lease_until: i64,
+) -> sqlx::Result<Vec<Stored>> {
+    let mut results = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        if insert_deliveries(conn, std::slice::from_ref(delivery), now).await? == 0 {
+            let first: Option<(Option<String>,)> = sqlx::query_as(
+                "SELECT message_id FROM deliveries WHERE token_id = $1 \
+                 AND (delivery_id = $2 OR body_digest = $3) ORDER BY received_at LIMIT 1",
+            )
+            .bind(&delivery.token_id)
+            .bind(delivery.delivery_id.as_deref().map(delivery_key))
+            .bind(&delivery.body_digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+            results.push(Stored::Duplicate(first.and_then(|(id,)| id)));
+        } else {
+            if delivery.message.is_some() {
+                insert_outbox(conn, &[delivery], now, lease_until).await?;
+            }
+            results.push(Stored::New);
+        }
+    }
+    Ok(results)
+}
+
+/// Sets `last_used_at` of the batch's tokens, once each.
+async fn touch_tokens(
+    conn: &mut AnyConnection,
+    batch: &[NewDelivery],
+    now: i64,
+) -> sqlx::Result<()> {
+    let mut ids: Vec<&str> = batch.iter().map(|d| d.token_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE tokens SET last_used_at = $1 WHERE id IN ({})",
+            super::outbox::placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+type Reply = oneshot::Sender<Result<Stored, String>>;
+
+/// Work for the writer task.
+enum Job {
+    /// Store a delivery and say how it went.
+    Store(NewDelivery, Reply),
+    /// Forget messages the broker has confirmed; answer when done.
+    Sent(Vec<String>, oneshot::Sender<()>),
+}
+
+/// Gathers the writes of the hot path, deliveries from concurrent
+/// requests and the dispatcher's confirmed messages, into one transaction
+/// at a time: one commit (and its fsync) serves many requests, and on
+/// SQLite nothing else on this path waits for the one write lock.
+///
+/// New messages are handed to the dispatcher in memory once committed
+/// (leased, so that no other instance takes them), unless its
+/// [`Handoff`] is full; then they wait in the outbox, unleased, for the
+/// dispatcher to claim them.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+}
+
+/// The most jobs done in one transaction.
 const MAX_BATCH: usize = 256;
 
 /// Why a delivery could not be stored.
@@ -199,13 +329,14 @@ pub enum WriteError {
 }
 
 impl Writer {
-    /// Starts the writer task on `store`.
-    pub fn start(store: Store) -> Self {
-        let (queue, mut incoming) = mpsc::channel::<(NewDelivery, Reply)>(4 * MAX_BATCH);
+    /// Starts the writer task on `store`, handing new messages to
+    /// `handoff`.
+    pub fn start(store: Store, handoff: Arc<Handoff>) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<Job>(4 * MAX_BATCH);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                write_batch(&store, std::mem::take(&mut batch)).await;
+            let mut jobs = Vec::with_capacity(MAX_BATCH);
+            while incoming.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+                write_jobs(&store, &handoff, std::mem::take(&mut jobs)).await;
             }
         });
         Self { queue }
@@ -215,7 +346,7 @@ impl Writer {
     pub async fn store(&self, delivery: NewDelivery) -> Result<Stored, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((delivery, reply))
+            .send(Job::Store(delivery, reply))
             .await
             .map_err(|_| WriteError::Stopped)?;
         match answer.await {
@@ -224,34 +355,120 @@ impl Writer {
             Err(_) => Err(WriteError::Stopped),
         }
     }
+
+    /// Removes confirmed messages from the outbox, with the next batch,
+    /// without waiting for it: the receiver answers once that is done (or
+    /// failed). Should it fail, they are published again after their
+    /// lease, with the same ids: a duplicate, never a loss.
+    pub async fn sent(
+        &self,
+        message_ids: Vec<String>,
+    ) -> Result<oneshot::Receiver<()>, WriteError> {
+        let (done, removed) = oneshot::channel();
+        self.queue
+            .send(Job::Sent(message_ids, done))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        Ok(removed)
+    }
 }
 
-async fn write_batch(store: &Store, batch: Vec<(NewDelivery, Reply)>) {
-    let (deliveries, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-    match store.store_deliveries(&deliveries).await {
-        Ok(results) => {
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+async fn write_jobs(store: &Store, handoff: &Handoff, jobs: Vec<Job>) {
+    let mut deliveries = Vec::new();
+    let mut replies = Vec::new();
+    let mut sent = Vec::new();
+    // Dropped at the end, which answers every waiter.
+    let mut _removals = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Store(delivery, reply) => {
+                deliveries.push(delivery);
+                replies.push(reply);
+            }
+            Job::Sent(ids, done) => {
+                sent.extend(ids);
+                _removals.push(done);
             }
         }
-        Err(error) if deliveries.len() > 1 => {
+    }
+    let messages = deliveries.iter().filter(|d| d.message.is_some()).count();
+    let handed = messages > 0 && handoff.room() >= messages;
+    let accepted_at = now_ms();
+    let lease_until = if handed { accepted_at + LEASE_MS } else { 0 };
+    let written = store.write_batch(&deliveries, &sent, lease_until).await;
+    let results = match written {
+        Ok(results) => results,
+        Err(error) if deliveries.len() + usize::from(!sent.is_empty()) > 1 => {
             // One bad row must not fail its neighbours: retry one by one.
             tracing::warn!(%error, batch.size = deliveries.len(), "batch write failed, retrying singly");
-            for (delivery, reply) in deliveries.into_iter().zip(replies) {
-                let result = store
-                    .store_deliveries(std::slice::from_ref(&delivery))
-                    .await;
-                let _ = reply.send(result.map(|mut r| r.remove(0)).map_err(|e| {
-                    tracing::error!(error = %e, token.id = %delivery.token_id, "cannot store a delivery");
-                    e.to_string()
-                }));
+            if let Err(error) = store.write_batch(&[], &sent, 0).await {
+                tracing::error!(%error, "cannot remove published messages from the outbox");
             }
+            let mut results = Vec::with_capacity(deliveries.len());
+            for delivery in &deliveries {
+                let result = store
+                    .write_batch(std::slice::from_ref(delivery), &[], lease_until)
+                    .await
+                    .map(|mut r| r.remove(0))
+                    .map_err(|e| {
+                        tracing::error!(error = %e, token.id = %delivery.token_id, "cannot store a delivery");
+                        e.to_string()
+                    });
+                results.push(result);
+            }
+            finish(handoff, handed, accepted_at, deliveries, replies, results);
+            return;
+        }
+        Err(error) if deliveries.is_empty() => {
+            tracing::error!(%error, "cannot remove published messages from the outbox");
+            return;
         }
         Err(error) => {
             tracing::error!(%error, "cannot store a delivery");
             for reply in replies {
                 let _ = reply.send(Err(error.to_string()));
             }
+            return;
+        }
+    };
+    finish(
+        handoff,
+        handed,
+        accepted_at,
+        deliveries,
+        replies,
+        results.into_iter().map(Ok).collect(),
+    );
+}
+
+/// Answers each request and hands the new messages to the dispatcher.
+fn finish(
+    handoff: &Handoff,
+    handed: bool,
+    accepted_at: i64,
+    deliveries: Vec<NewDelivery>,
+    replies: Vec<Reply>,
+    results: Vec<Result<Stored, String>>,
+) {
+    let mut rows = Vec::new();
+    for ((delivery, reply), result) in deliveries.into_iter().zip(replies).zip(results) {
+        if let (Ok(Stored::New), Some(message)) = (&result, delivery.message) {
+            rows.push(OutboxRow {
+                message_id: message.message_id,
+                topic: delivery.topic,
+                body: message.body,
+                headers: message.headers,
+                attempts: 0,
+                created_at: accepted_at,
+            });
+        }
+        let _ = reply.send(result);
+    }
+    if !rows.is_empty() {
+        if handed {
+            handoff.push(rows);
+        } else {
+            handoff.claim_soon();
         }
     }
 }

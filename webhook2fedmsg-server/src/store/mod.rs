@@ -74,10 +74,13 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer;
                         // synchronous=FULL makes each commit durable
-                        // before the 202 that depends on it.
+                        // before the 202 that depends on it. The
+                        // statement journals of multi-row inserts stay in
+                        // memory rather than in temporary files.
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA temp_store = MEMORY;",
                         )
                         .await?;
                     }

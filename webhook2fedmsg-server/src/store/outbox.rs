@@ -1,12 +1,26 @@
 //! The outbox: messages accepted but not yet confirmed by the broker.
 //!
-//! A dispatcher claims due rows with a lease (`locked_until`); on
+//! A message is written to the outbox leased (`locked_until`) to the
+//! instance that accepted it, whose dispatcher gets it in memory through
+//! the [`Handoff`] without reading it back. Rows that are due and not
+//! leased (retries, and rows that found the hand-off full) are claimed by
+//! a dispatcher with a lease too; on
 //! PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so instances sharing
 //! the database take disjoint rows. A claimed row that is neither marked
 //! sent nor retried before its lease ends (the instance died) becomes due
 //! again and is published by whoever claims it next, with the same id.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::AnyConnection;
+use tokio::sync::Notify;
+
 use super::{Backend, Store, now_ms};
+
+/// How long a lease holds before another instance may take the rows.
+pub const LEASE_MS: i64 = 60_000;
 
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -29,7 +43,7 @@ pub struct OutboxRow {
 const SENT_PER_STATEMENT: usize = 100;
 
 /// `$first, $first+1, ...`: `count` numbered placeholders.
-fn placeholders(first: usize, count: usize) -> String {
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
@@ -75,37 +89,21 @@ impl Store {
         Ok(())
     }
 
-    /// Removes published messages from the outbox and marks their
-    /// deliveries published, in one transaction.
-    pub async fn mark_sent(&self, message_ids: &[String]) -> sqlx::Result<()> {
-        let now = now_ms();
-        let mut tx = self.pool().begin().await?;
-        // A few statements for a whole batch, not two per message: on
-        // SQLite this transaction holds the one write lock that incoming
-        // webhooks wait for.
+    /// Makes these messages, leased by this instance but not published,
+    /// due again at once (at shutdown).
+    pub async fn release(&self, message_ids: &[String]) -> sqlx::Result<()> {
         for ids in message_ids.chunks(SENT_PER_STATEMENT) {
-            let delete = format!(
-                "DELETE FROM outbox WHERE message_id IN ({})",
+            let sql = format!(
+                "UPDATE outbox SET locked_until = 0 WHERE message_id IN ({})",
                 placeholders(1, ids.len())
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in ids {
                 query = query.bind(id);
             }
-            query.execute(&mut *tx).await?;
-
-            let update = format!(
-                "UPDATE deliveries SET outcome = 'published', published_at = $1 \
-                 WHERE message_id IN ({})",
-                placeholders(2, ids.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(update)).bind(now);
-            for id in ids {
-                query = query.bind(id);
-            }
-            query.execute(&mut *tx).await?;
+            query.execute(self.pool()).await?;
         }
-        tx.commit().await
+        Ok(())
     }
 
     /// Puts a message back for another attempt at `next_attempt_at`.
@@ -154,5 +152,108 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?;
         Ok(count)
+    }
+}
+
+/// Removes published messages from the outbox and marks their deliveries
+/// published, within the caller's transaction.
+pub(crate) async fn forget_sent(
+    conn: &mut AnyConnection,
+    message_ids: &[String],
+    now: i64,
+) -> sqlx::Result<()> {
+    // A few statements for a whole batch, not two per message.
+    for ids in message_ids.chunks(SENT_PER_STATEMENT) {
+        let delete = format!(
+            "DELETE FROM outbox WHERE message_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *conn).await?;
+
+        let update = format!(
+            "UPDATE deliveries SET outcome = 'published', published_at = $1 \
+             WHERE message_id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(update)).bind(now);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Messages this instance wrote to the outbox, leased to it, on their way
+/// to its dispatcher in memory. Holds at most a fixed number, so that a
+/// dispatcher that cannot keep up (the broker is away) costs no more
+/// memory than that: what does not fit waits in the outbox, unleased.
+#[derive(Debug)]
+pub struct Handoff {
+    rows: Mutex<VecDeque<OutboxRow>>,
+    capacity: usize,
+    claim: AtomicBool,
+    wake: Notify,
+}
+
+impl Handoff {
+    /// A hand-off holding at most `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            rows: Mutex::new(VecDeque::with_capacity(capacity)),
+            capacity,
+            // The outbox may hold rows from before a restart.
+            claim: AtomicBool::new(true),
+            wake: Notify::new(),
+        }
+    }
+
+    fn rows(&self) -> std::sync::MutexGuard<'_, VecDeque<OutboxRow>> {
+        // A panic while holding the lock cannot leave the queue half
+        // changed: every change is one VecDeque call.
+        self.rows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many more messages fit.
+    pub fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.rows().len())
+    }
+
+    /// Adds committed messages (callers check [`Handoff::room`] first;
+    /// a row past the capacity is still kept, never dropped) and wakes the
+    /// dispatcher.
+    pub fn push(&self, rows: Vec<OutboxRow>) {
+        self.rows().extend(rows);
+        self.wake.notify_one();
+    }
+
+    /// Tells the dispatcher that unleased rows wait in the outbox.
+    pub fn claim_soon(&self) {
+        self.claim.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether [`Handoff::claim_soon`] was called since the last time
+    /// this was asked.
+    pub fn take_claim(&self) -> bool {
+        self.claim.swap(false, Ordering::AcqRel)
+    }
+
+    /// Takes up to `max` messages, oldest first.
+    pub fn take(&self, max: usize) -> Vec<OutboxRow> {
+        let mut rows = self.rows();
+        let n = max.min(rows.len());
+        rows.drain(..n).collect()
+    }
+
+    /// Waits until something is pushed or asked for.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
     }
 }

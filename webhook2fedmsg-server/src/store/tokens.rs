@@ -49,6 +49,55 @@ pub struct TokenSecret {
     pub expires_at: Option<i64>,
 }
 
+/// A token as a webhook URL finds it, with its secrets still sealed.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The token.
+    pub token: Token,
+    /// Sealed secrets and when each stops verifying.
+    secrets: Vec<(String, Option<i64>)>,
+}
+
+impl Hook {
+    /// The secrets that verify at `now` (milliseconds), opened, as
+    /// [`Store::active_secrets`] gives them.
+    pub fn secrets(&self, secrets: &SecretBox, now: i64) -> Vec<Secret> {
+        open_secrets(secrets, &self.token.id, &self.secrets, now)
+    }
+}
+
+/// One row of [`Store::hook`]'s join: the token, and one of its secrets
+/// if it has any.
+#[derive(sqlx::FromRow)]
+struct HookRow {
+    #[sqlx(flatten)]
+    token: Token,
+    sealed: Option<String>,
+    expires_at: Option<i64>,
+}
+
+/// Opens the sealed secrets that verify at `now`. A secret that does not
+/// decrypt (a wrong key) is left out with an error in the log: the token
+/// then verifies nothing.
+fn open_secrets(
+    secrets: &SecretBox,
+    token_id: &str,
+    sealed: &[(String, Option<i64>)],
+    now: i64,
+) -> Vec<Secret> {
+    sealed
+        .iter()
+        .filter(|(_, expires_at)| expires_at.is_none_or(|at| at > now))
+        .filter_map(|(sealed, _)| match secrets.open(token_id, sealed) {
+            Ok(secret) => Some(Secret::new(secret)),
+            Err(error) => {
+                tracing::error!(token.id = token_id, %error, "cannot open a secret");
+                None
+            }
+        })
+        .collect()
+}
+
 const TOKEN_COLUMNS: &str =
     "id, hook_id, owner, service, name, enabled, instance_url, created_at, last_used_at";
 
@@ -119,16 +168,6 @@ impl Store {
             .await
     }
 
-    /// The token a webhook URL names.
-    pub async fn token_by_hook(&self, service: &str, hook_id: &str) -> sqlx::Result<Option<Token>> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hook_id = $1 AND service = $2");
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(hook_id)
-            .bind(service)
-            .fetch_optional(self.pool())
-            .await
-    }
-
     /// Every enabled token of a service (for `POST /<service>`).
     pub async fn enabled_tokens_of(&self, service: &str) -> sqlx::Result<Vec<Token>> {
         let sql = format!(
@@ -175,22 +214,51 @@ impl Store {
         token_id: &str,
         now: i64,
     ) -> sqlx::Result<Vec<Secret>> {
-        let rows: Vec<TokenSecret> = sqlx::query_as(
-            "SELECT id, sealed, created_at, expires_at FROM token_secrets \
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT sealed, expires_at FROM token_secrets \
              WHERE token_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(token_id)
         .bind(now)
         .fetch_all(self.pool())
         .await?;
-        let mut opened = Vec::with_capacity(rows.len());
-        for row in rows {
-            match secrets.open(token_id, &row.sealed) {
-                Ok(secret) => opened.push(Secret::new(secret)),
-                Err(error) => tracing::error!(token.id = token_id, %error, "cannot open a secret"),
-            }
-        }
-        Ok(opened)
+        Ok(open_secrets(secrets, token_id, &rows, now))
+    }
+
+    /// The token a webhook URL names, with the secrets it has at `now`
+    /// (milliseconds), in one query.
+    pub async fn hook(&self, service: &str, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {
+        let columns: Vec<String> = TOKEN_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect();
+        let sql = format!(
+            "SELECT {}, s.sealed, s.expires_at FROM tokens t \
+             LEFT JOIN token_secrets s ON s.token_id = t.id \
+             AND (s.expires_at IS NULL OR s.expires_at > $3) \
+             WHERE t.hook_id = $1 AND t.service = $2",
+            columns.join(", ")
+        );
+        let rows: Vec<HookRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(hook_id)
+            .bind(service)
+            .bind(now)
+            .fetch_all(self.pool())
+            .await?;
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let mut secrets: Vec<(String, Option<i64>)> = first
+            .sealed
+            .map(|s| (s, first.expires_at))
+            .into_iter()
+            .collect();
+        secrets.extend(rows.filter_map(|row| Some((row.sealed?, row.expires_at))));
+        Ok(Some(Hook {
+            token: first.token,
+            secrets,
+        }))
     }
 
     /// The secrets rows of a token (still sealed), newest first.

@@ -292,3 +292,96 @@ async fn server_killed_mid_load_publishes_every_accepted_delivery_after_restart(
     );
     drop(restarted);
 }
+
+/// The writer hands committed messages to the dispatcher in memory, leased;
+/// when the hand-off is full they wait in the outbox unleased, and the
+/// dispatcher is told to claim them. A duplicate written in the same batch
+/// as its first still points at the first's message.
+#[tokio::test]
+async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
+    use webhook2fedmsg_server::crypto::SecretBox;
+    use webhook2fedmsg_server::store::deliveries::Writer;
+    use webhook2fedmsg_server::store::outbox::Handoff;
+    use webhook2fedmsg_server::store::tokens::NewToken;
+    use webhook2fedmsg_server::store::{Accepted, NewDelivery, Store, Stored};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let store = Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let (token, _) = store
+        .create_token(
+            &SecretBox::new([7; 32]),
+            NewToken {
+                owner: "alice",
+                service: "github",
+                name: "hooks",
+                secret: None,
+                instance_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    let delivery = |n: usize| NewDelivery {
+        token_id: token.id.clone(),
+        delivery_id: Some(format!("delivery-{n}")),
+        body_digest: format!("digest-{n}"),
+        topic: "github.push".into(),
+        message: Some(Accepted {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            body: format!("{{\"n\":{n}}}"),
+            headers: "{}".into(),
+        }),
+        skip_reason: None,
+    };
+
+    // Room: handed over, with the body as stored.
+    let roomy = Arc::new(Handoff::new(10));
+    assert!(roomy.take_claim(), "a new hand-off asks for a first claim");
+    let writer = Writer::start(store.clone(), roomy.clone());
+    let first = delivery(1);
+    let (a, b) = tokio::join!(writer.store(first.clone()), writer.store(first.clone()));
+    let mut outcomes = vec![a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|s| matches!(s, Stored::Duplicate(_)));
+    let first_id = first.message.as_ref().unwrap().message_id.clone();
+    assert_eq!(
+        outcomes,
+        vec![Stored::New, Stored::Duplicate(Some(first_id.clone()))]
+    );
+    let handed = roomy.take(10);
+    assert_eq!(handed.len(), 1);
+    assert_eq!(handed[0].message_id, first_id);
+    assert_eq!(handed[0].body, "{\"n\":1}");
+    assert!(!roomy.take_claim());
+    // Leased to this instance: a claim does not take it again.
+    assert!(store.claim_outbox(10, 60_000).await.unwrap().is_empty());
+
+    // No room: left in the outbox, unleased, and a claim asked for.
+    let full = Arc::new(Handoff::new(0));
+    full.take_claim();
+    let writer = Writer::start(store.clone(), full.clone());
+    let second = delivery(2);
+    assert_eq!(writer.store(second.clone()).await.unwrap(), Stored::New);
+    assert!(full.take(10).is_empty());
+    assert!(full.take_claim());
+    let claimed = store.claim_outbox(10, 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        claimed[0].message_id,
+        second.message.as_ref().unwrap().message_id
+    );
+
+    // Confirmed messages leave the outbox through the writer.
+    let removed = writer
+        .sent(vec![first_id, claimed[0].message_id.clone()])
+        .await
+        .unwrap();
+    let _ = removed.await;
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    let recent = store.recent_deliveries(&token.id, 10).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert!(
+        recent.iter().all(|d| d.outcome == "published"),
+        "{recent:?}"
+    );
+}
