@@ -146,6 +146,7 @@ pub async fn token_add(
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = open_store(config).await?;
     let secrets = SecretBox::from_config(&config.secrets)?;
+    store.check_secrets_key(&secrets).await?;
     let (token, secret) = store
         .create_token(
             &secrets,

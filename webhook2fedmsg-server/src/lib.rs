@@ -84,6 +84,7 @@ impl App {
         .await?;
         store.migrate().await?;
         let secrets = SecretBox::from_config(&config.secrets)?;
+        store.check_secrets_key(&secrets).await?;
         let agents: Arc<dyn AgentResolver> = match agents::Fasjson::from_config(&config.fasjson)? {
             Some(fasjson) => Arc::new(fasjson),
             None => Arc::new(NoAgents),

@@ -225,6 +225,30 @@ impl Store {
         Ok(open_secrets(secrets, token_id, &rows, now))
     }
 
+    /// Fails when the database holds token secrets and `secrets` opens
+    /// none of the few it tries: the key was replaced or lost, and every
+    /// token would stop verifying without a word.
+    pub async fn check_secrets_key(&self, secrets: &SecretBox) -> anyhow::Result<()> {
+        let sample: Vec<(String, String)> =
+            sqlx::query_as("SELECT token_id, sealed FROM token_secrets LIMIT 3")
+                .fetch_all(self.pool())
+                .await?;
+        if sample.is_empty()
+            || sample
+                .iter()
+                .any(|(token_id, sealed)| secrets.open(token_id, sealed).is_ok())
+        {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the secrets key does not open the token secrets in the database: it is not \
+             the key they were stored with (was secrets.key, secrets.key_file or {} \
+             replaced or lost?). Restore that key, or remove the tokens and register \
+             them again",
+            crate::crypto::DEV_KEY_FILE
+        )
+    }
+
     /// The token a webhook URL names, with the secrets it has at `now`
     /// (milliseconds), in one query.
     pub async fn hook(&self, service: &str, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {

@@ -38,3 +38,28 @@ fn example_config_names_every_key() {
         }
     }
 }
+
+/// A server whose secrets key is not the one its tokens were stored with
+/// refuses to start, instead of answering 401 to every webhook.
+#[tokio::test]
+async fn a_replaced_secrets_key_stops_the_start() {
+    use crate::server::{Options, TestServer, config};
+    use webhook2fedmsg_server::App;
+    use webhook2fedmsg_server::config::Sensitive;
+
+    let server = TestServer::start(Options::default()).await;
+    server.token("alice", "github", None).await;
+    let dir = server.dir.clone();
+    server.stop().await;
+
+    let address = "127.0.0.1:9".parse().unwrap();
+    let mut other = config(dir.path(), &Options::default(), address);
+    other.secrets.key = Some(Sensitive("ff".repeat(32)));
+    let error = App::new(other).await.err().expect("a wrong key is refused");
+    let text = format!("{error:#}");
+    assert!(text.contains("does not open the token secrets"), "{text}");
+    assert!(!text.contains(&"ff".repeat(32)), "{text}");
+
+    let same = config(dir.path(), &Options::default(), address);
+    App::new(same).await.expect("the right key starts");
+}

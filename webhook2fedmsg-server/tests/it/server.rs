@@ -160,7 +160,8 @@ impl TestServer {
     }
 }
 
-fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> Config {
+/// The configuration [`TestServer`] runs with.
+pub fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> Config {
     let mut config = Config {
         listen: address,
         ..Config::default()
