@@ -276,18 +276,13 @@ async fn touch_tokens(
     let mut ids: Vec<&str> = batch.iter().map(|d| d.token_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE tokens SET last_used_at = $1 WHERE id IN ({})",
-            super::outbox::placeholders(2, chunk.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    super::outbox::for_ids(
+        conn,
+        "UPDATE tokens SET last_used_at = $1 WHERE id IN ({ids})",
+        Some(now),
+        &ids,
+    )
+    .await
 }
 
 type Reply = oneshot::Sender<Result<Stored, String>>;

@@ -43,7 +43,7 @@ pub struct OutboxRow {
 const SENT_PER_STATEMENT: usize = 100;
 
 /// `$first, $first+1, ...`: `count` numbered placeholders.
-pub(crate) fn placeholders(first: usize, count: usize) -> String {
+fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|n| format!("${n}"))
         .collect::<Vec<_>>()
@@ -92,18 +92,14 @@ impl Store {
     /// Makes these messages, leased by this instance but not published,
     /// due again at once (at shutdown).
     pub async fn release(&self, message_ids: &[String]) -> sqlx::Result<()> {
-        for ids in message_ids.chunks(SENT_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE outbox SET locked_until = 0 WHERE message_id IN ({})",
-                placeholders(1, ids.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in ids {
-                query = query.bind(id);
-            }
-            query.execute(self.pool()).await?;
-        }
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        for_ids(
+            &mut conn,
+            "UPDATE outbox SET locked_until = 0 WHERE message_id IN ({ids})",
+            None,
+            message_ids,
+        )
+        .await
     }
 
     /// Puts a message back for another attempt at `next_attempt_at`.
@@ -163,25 +159,41 @@ pub(crate) async fn forget_sent(
     now: i64,
 ) -> sqlx::Result<()> {
     // A few statements for a whole batch, not two per message.
-    for ids in message_ids.chunks(SENT_PER_STATEMENT) {
-        let delete = format!(
-            "DELETE FROM outbox WHERE message_id IN ({})",
-            placeholders(1, ids.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
-        for id in ids {
-            query = query.bind(id);
-        }
-        query.execute(&mut *conn).await?;
+    for_ids(
+        conn,
+        "DELETE FROM outbox WHERE message_id IN ({ids})",
+        None,
+        message_ids,
+    )
+    .await?;
+    for_ids(
+        conn,
+        "UPDATE deliveries SET outcome = 'published', published_at = $1 \
+         WHERE message_id IN ({ids})",
+        Some(now),
+        message_ids,
+    )
+    .await
+}
 
-        let update = format!(
-            "UPDATE deliveries SET outcome = 'published', published_at = $1 \
-             WHERE message_id IN ({})",
-            placeholders(2, ids.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(update)).bind(now);
-        for id in ids {
-            query = query.bind(id);
+/// Runs `statement` once per [`SENT_PER_STATEMENT`] ids, with `{ids}`
+/// replaced by their placeholders, numbered after `$1` when `first` is
+/// bound as `$1`.
+pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
+    conn: &mut AnyConnection,
+    statement: &str,
+    first: Option<i64>,
+    ids: &[S],
+) -> sqlx::Result<()> {
+    let start = if first.is_some() { 2 } else { 1 };
+    for chunk in ids.chunks(SENT_PER_STATEMENT) {
+        let sql = statement.replace("{ids}", &placeholders(start, chunk.len()));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(first) = first {
+            query = query.bind(first);
+        }
+        for id in chunk {
+            query = query.bind(id.as_ref());
         }
         query.execute(&mut *conn).await?;
     }
