@@ -103,7 +103,7 @@ impl Dispatcher {
             .handoff
             .take(usize::MAX)
             .into_iter()
-            .map(|row| row.message_id)
+            .map(|row| row.id)
             .collect();
         if !left.is_empty() {
             if let Err(error) = self.store.release(&left).await {
@@ -166,14 +166,13 @@ impl Dispatcher {
                 Ok(()) => {
                     let latency = (now - row.created_at).max(0) as f64 / 1000.0;
                     self.metrics.publish_latency.observe(latency);
-                    sent.push(row.message_id.clone());
+                    sent.push(row.id.clone());
                 }
                 Err(PublishError::Transient(reason)) => {
                     broker_away = true;
                     self.count_failure("transient");
                     let next = now + backoff_ms(row.attempts);
-                    if let Err(error) = self.store.mark_retry(&row.message_id, &reason, next).await
-                    {
+                    if let Err(error) = self.store.mark_retry(&row.id, &reason, next).await {
                         tracing::error!(%error, message.id = %row.message_id, "cannot reschedule");
                     }
                 }
@@ -181,7 +180,7 @@ impl Dispatcher {
                     self.count_failure("permanent");
                     tracing::error!(message.id = %row.message_id, message.topic = %row.topic,
                         %reason, "the broker refused a message for good; marked failed");
-                    if let Err(error) = self.store.mark_failed(&row.message_id, &reason).await {
+                    if let Err(error) = self.store.mark_failed(&row.id, &reason).await {
                         tracing::error!(%error, message.id = %row.message_id, "cannot mark failed");
                     }
                 }

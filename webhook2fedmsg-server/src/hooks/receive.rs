@@ -233,6 +233,7 @@ fn unavailable(error: sqlx::Error) -> HttpError {
 
 fn skipped(token: &Token, event: &Event, digest: String, reason: &str) -> NewDelivery {
     NewDelivery {
+        id: NewDelivery::new_id(),
         token_id: token.id.clone(),
         delivery_id: event.delivery_id().map(str::to_string),
         body_digest: digest,
@@ -254,6 +255,7 @@ async fn queued(app: &App, token: &Token, event: Event, digest: String, now: i64
     let message = event.into_message(agent.as_deref(), uuid::Uuid::new_v4(), sent_at);
     let headers = serde_json::to_string(&message.headers()).unwrap_or_else(|_| "{}".into());
     NewDelivery {
+        id: NewDelivery::new_id(),
         token_id: token.id.clone(),
         delivery_id,
         body_digest: digest,

@@ -19,6 +19,9 @@ use super::{Store, now_ms};
 /// A verified delivery to store.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
+    /// The row id, also its message's id in the outbox: a UUIDv7
+    /// ([`NewDelivery::new_id`]), so that rows are appended in time order.
+    pub id: String,
     /// The token it arrived on.
     pub token_id: String,
     /// The sender's delivery id, if it sends one.
@@ -31,6 +34,13 @@ pub struct NewDelivery {
     pub message: Option<Accepted>,
     /// Why the event is not published, when it is not.
     pub skip_reason: Option<String>,
+}
+
+impl NewDelivery {
+    /// A fresh row id.
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
 }
 
 /// A message bound for the outbox.
@@ -65,7 +75,8 @@ pub struct DeliveryRecord {
     pub topic: String,
     /// The message id, unless the event was skipped.
     pub message_id: Option<String>,
-    /// `queued`, `published`, `failed` or `skipped`.
+    /// `queued`, `published`, `failed` or `skipped`: whether its message
+    /// is still in the outbox, and in which state, or gone (published).
     pub outcome: String,
     /// Why it was skipped or failed.
     pub reason: Option<String>,
@@ -88,7 +99,7 @@ pub fn delivery_key(id: &str) -> String {
 
 impl Store {
     /// Stores a batch of deliveries, and forgets the published messages
-    /// `sent`, in one transaction.
+    /// `sent` (outbox row ids), in one transaction.
     ///
     /// New messages enter the outbox leased until `lease_until`
     /// (milliseconds; 0 for none), for the dispatcher they are handed to.
@@ -119,7 +130,7 @@ impl Store {
             results = store_one_by_one(&mut tx, batch, now, lease_until).await?;
         }
         touch_tokens(&mut tx, batch, now).await?;
-        super::outbox::forget_sent(&mut tx, sent, now).await?;
+        super::outbox::forget_sent(&mut tx, sent).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -131,8 +142,14 @@ impl Store {
         limit: i64,
     ) -> sqlx::Result<Vec<DeliveryRecord>> {
         sqlx::query_as(
-            "SELECT delivery_id, received_at, topic, message_id, outcome, reason \
-             FROM deliveries WHERE token_id = $1 ORDER BY received_at DESC LIMIT $2",
+            "SELECT d.delivery_id, d.received_at, d.topic, d.message_id, \
+               CASE WHEN o.state = 'failed' THEN 'failed' \
+                    WHEN o.id IS NOT NULL THEN 'queued' \
+                    WHEN d.outcome = 'queued' THEN 'published' \
+                    ELSE d.outcome END AS outcome, \
+               CASE WHEN o.state = 'failed' THEN o.last_error ELSE d.reason END AS reason \
+             FROM deliveries d LEFT JOIN outbox o ON o.id = d.id \
+             WHERE d.token_id = $1 ORDER BY d.received_at DESC LIMIT $2",
         )
         .bind(token_id)
         .bind(limit)
@@ -188,9 +205,7 @@ async fn insert_deliveries(
             "skipped"
         };
         query = query
-            // Time-ordered, so that rows are appended to the primary key
-            // index rather than scattered over it.
-            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&delivery.id)
             .bind(&delivery.token_id)
             .bind(delivery.delivery_id.as_deref().map(delivery_key))
             .bind(&delivery.body_digest)
@@ -214,9 +229,9 @@ async fn insert_outbox(
         return Ok(());
     }
     let sql = format!(
-        "INSERT INTO outbox (message_id, topic, body, headers, created_at, next_attempt_at, \
-         locked_until) VALUES {}",
-        value_rows(rows.len(), 7)
+        "INSERT INTO outbox (id, message_id, topic, body, headers, created_at, \
+         next_attempt_at, locked_until) VALUES {}",
+        value_rows(rows.len(), 8)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for delivery in rows {
@@ -224,6 +239,7 @@ async fn insert_outbox(
             continue;
         };
         query = query
+            .bind(&delivery.id)
             .bind(&message.message_id)
             .bind(&delivery.topic)
             .bind(&message.body)
@@ -351,17 +367,15 @@ impl Writer {
         }
     }
 
-    /// Removes confirmed messages from the outbox, with the next batch,
-    /// without waiting for it: the receiver answers once that is done (or
-    /// failed). Should it fail, they are published again after their
-    /// lease, with the same ids: a duplicate, never a loss.
-    pub async fn sent(
-        &self,
-        message_ids: Vec<String>,
-    ) -> Result<oneshot::Receiver<()>, WriteError> {
+    /// Removes confirmed messages (by outbox row id) from the outbox,
+    /// with the next batch, without waiting for it: the receiver answers
+    /// once that is done (or failed). Should it fail, they are published
+    /// again after their lease, with the same message ids: a duplicate,
+    /// never a loss.
+    pub async fn sent(&self, row_ids: Vec<String>) -> Result<oneshot::Receiver<()>, WriteError> {
         let (done, removed) = oneshot::channel();
         self.queue
-            .send(Job::Sent(message_ids, done))
+            .send(Job::Sent(row_ids, done))
             .await
             .map_err(|_| WriteError::Stopped)?;
         Ok(removed)
@@ -449,6 +463,7 @@ fn finish(
     for ((delivery, reply), result) in deliveries.into_iter().zip(replies).zip(results) {
         if let (Ok(Stored::New), Some(message)) = (&result, delivery.message) {
             rows.push(OutboxRow {
+                id: delivery.id,
                 message_id: message.message_id,
                 topic: delivery.topic,
                 body: message.body,

@@ -25,6 +25,8 @@ pub const LEASE_MS: i64 = 60_000;
 /// A message waiting in the outbox.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
+    /// The row id: the id of the delivery that queued it.
+    pub id: String,
     /// The message id.
     pub message_id: String,
     /// The topic, unprefixed.
@@ -39,8 +41,8 @@ pub struct OutboxRow {
     pub created_at: i64,
 }
 
-/// How many message ids one statement of [`Store::mark_sent`] names.
-const SENT_PER_STATEMENT: usize = 100;
+/// How many ids one statement of [`for_ids`] names.
+const IDS_PER_STATEMENT: usize = 100;
 
 /// `$first, $first+1, ...`: `count` numbered placeholders.
 fn placeholders(first: usize, count: usize) -> String {
@@ -60,11 +62,11 @@ impl Store {
             Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE outbox SET locked_until = $1 WHERE message_id IN ( \
-               SELECT message_id FROM outbox WHERE state = 'pending' \
+            "UPDATE outbox SET locked_until = $1 WHERE id IN ( \
+               SELECT id FROM outbox WHERE state = 'pending' \
                AND next_attempt_at <= $2 AND locked_until <= $2 \
                ORDER BY created_at LIMIT $3 {lock}) \
-             RETURNING message_id, topic, body, headers, attempts, created_at"
+             RETURNING id, message_id, topic, body, headers, attempts, created_at"
         );
         let mut rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(now + lease_ms)
@@ -72,7 +74,8 @@ impl Store {
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        rows.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+        // Row ids are time-ordered: oldest first.
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(rows)
     }
 
@@ -91,54 +94,50 @@ impl Store {
 
     /// Makes these messages, leased by this instance but not published,
     /// due again at once (at shutdown).
-    pub async fn release(&self, message_ids: &[String]) -> sqlx::Result<()> {
+    pub async fn release(&self, row_ids: &[String]) -> sqlx::Result<()> {
         let mut conn = self.pool().acquire().await?;
         for_ids(
             &mut conn,
-            "UPDATE outbox SET locked_until = 0 WHERE message_id IN ({ids})",
+            "UPDATE outbox SET locked_until = 0 WHERE id IN ({ids})",
             None,
-            message_ids,
+            row_ids,
         )
         .await
     }
 
-    /// Puts a message back for another attempt at `next_attempt_at`.
+    /// Puts a message (by row id) back for another attempt at
+    /// `next_attempt_at`.
     pub async fn mark_retry(
         &self,
-        message_id: &str,
+        row_id: &str,
         error: &str,
         next_attempt_at: i64,
     ) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, locked_until = 0, \
-             last_error = $2 WHERE message_id = $3",
+             last_error = $2 WHERE id = $3",
         )
         .bind(next_attempt_at)
         .bind(error)
-        .bind(message_id)
+        .bind(row_id)
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// Gives up on a message the broker refused for good, keeping it with
-    /// the reason for an operator to look at.
-    pub async fn mark_failed(&self, message_id: &str, error: &str) -> sqlx::Result<()> {
-        let mut tx = self.pool().begin().await?;
+    /// Gives up on a message (by row id) the broker refused for good,
+    /// keeping it with the reason for an operator to look at; its
+    /// delivery then reads as failed.
+    pub async fn mark_failed(&self, row_id: &str, error: &str) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE outbox SET state = 'failed', attempts = attempts + 1, locked_until = 0, \
-             last_error = $1 WHERE message_id = $2",
+             last_error = $1 WHERE id = $2",
         )
         .bind(error)
-        .bind(message_id)
-        .execute(&mut *tx)
+        .bind(row_id)
+        .execute(self.pool())
         .await?;
-        sqlx::query("UPDATE deliveries SET outcome = 'failed', reason = $1 WHERE message_id = $2")
-            .bind(error)
-            .bind(message_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+        Ok(())
     }
 
     /// Messages waiting to be published (not failed).
@@ -151,32 +150,20 @@ impl Store {
     }
 }
 
-/// Removes published messages from the outbox and marks their deliveries
-/// published, within the caller's transaction.
-pub(crate) async fn forget_sent(
-    conn: &mut AnyConnection,
-    message_ids: &[String],
-    now: i64,
-) -> sqlx::Result<()> {
-    // A few statements for a whole batch, not two per message.
+/// Removes published messages (by row id) from the outbox, within the
+/// caller's transaction: their deliveries then read as published.
+pub(crate) async fn forget_sent(conn: &mut AnyConnection, row_ids: &[String]) -> sqlx::Result<()> {
+    // A few statements for a whole batch, not one per message.
     for_ids(
         conn,
-        "DELETE FROM outbox WHERE message_id IN ({ids})",
+        "DELETE FROM outbox WHERE id IN ({ids})",
         None,
-        message_ids,
-    )
-    .await?;
-    for_ids(
-        conn,
-        "UPDATE deliveries SET outcome = 'published', published_at = $1 \
-         WHERE message_id IN ({ids})",
-        Some(now),
-        message_ids,
+        row_ids,
     )
     .await
 }
 
-/// Runs `statement` once per [`SENT_PER_STATEMENT`] ids, with `{ids}`
+/// Runs `statement` once per [`IDS_PER_STATEMENT`] ids, with `{ids}`
 /// replaced by their placeholders, numbered after `$1` when `first` is
 /// bound as `$1`.
 pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
@@ -186,7 +173,7 @@ pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
     ids: &[S],
 ) -> sqlx::Result<()> {
     let start = if first.is_some() { 2 } else { 1 };
-    for chunk in ids.chunks(SENT_PER_STATEMENT) {
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
         let sql = statement.replace("{ids}", &placeholders(start, chunk.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(first) = first {

@@ -323,6 +323,7 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
         .await
         .unwrap();
     let delivery = |n: usize| NewDelivery {
+        id: NewDelivery::new_id(),
         token_id: token.id.clone(),
         delivery_id: Some(format!("delivery-{n}")),
         body_digest: format!("digest-{n}"),
@@ -373,7 +374,7 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
 
     // Confirmed messages leave the outbox through the writer.
     let removed = writer
-        .sent(vec![first_id, claimed[0].message_id.clone()])
+        .sent(vec![handed[0].id.clone(), claimed[0].id.clone()])
         .await
         .unwrap();
     let _ = removed.await;
@@ -384,4 +385,88 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
         recent.iter().all(|d| d.outcome == "published"),
         "{recent:?}"
     );
+}
+
+/// Messages queued before the outbox was keyed by delivery (migration 2)
+/// survive the upgrade with their ids and bodies, and every delivery reads
+/// the same outcome as before it; on both databases.
+#[tokio::test]
+async fn the_outbox_upgrade_keeps_queued_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("up.db").display());
+    for url in [sqlite, fresh_postgres().await] {
+        upgrade_keeps_queued_messages(&url).await;
+    }
+}
+
+async fn upgrade_keeps_queued_messages(url: &str) {
+    use webhook2fedmsg_server::store::Store;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::migrate!("./migrations")
+        .run_to(1, &pool)
+        .await
+        .unwrap();
+    let statements = [
+        "INSERT INTO users (username, created_at) VALUES ('alice', 1)",
+        "INSERT INTO tokens (id, hook_id, owner, service, name, created_at) \
+         VALUES ('t', 'h', 'alice', 'github', 'hooks', 1)",
+        // Queued, published, failed and skipped deliveries.
+        "INSERT INTO deliveries (id, token_id, delivery_id, body_digest, received_at, topic, \
+         message_id, outcome, reason) VALUES \
+         ('d1', 't', 'x1', 'b1', 10, 'github.push', 'm1', 'queued', NULL), \
+         ('d2', 't', 'x2', 'b2', 20, 'github.push', 'm2', 'published', NULL), \
+         ('d3', 't', 'x3', 'b3', 30, 'github.push', 'm3', 'failed', 'too large'), \
+         ('d4', 't', 'x4', 'b4', 40, 'github.ping', NULL, 'skipped', 'a ping')",
+        // m1 waits, m3 failed, and m0's delivery was purged already.
+        "INSERT INTO outbox (message_id, topic, body, headers, created_at, next_attempt_at, \
+         state, last_error) VALUES \
+         ('m1', 'github.push', '{\"n\":1}', '{}', 10, 0, 'pending', NULL), \
+         ('m3', 'github.push', '{\"n\":3}', '{}', 30, 0, 'failed', 'too large'), \
+         ('m0', 'github.push', '{\"n\":0}', '{}', 5, 0, 'pending', NULL)",
+    ];
+    for statement in statements {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::connect(url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let outcomes = |records: Vec<webhook2fedmsg_server::store::deliveries::DeliveryRecord>| {
+        records
+            .into_iter()
+            .map(|r| (r.delivery_id.unwrap(), r.outcome, r.reason))
+            .collect::<Vec<_>>()
+    };
+    let owned = |s: &str| Some(s.to_string());
+    assert_eq!(
+        outcomes(store.recent_deliveries("t", 10).await.unwrap()),
+        vec![
+            ("x4".into(), "skipped".into(), owned("a ping")),
+            ("x3".into(), "failed".into(), owned("too large")),
+            ("x2".into(), "published".into(), None),
+            ("x1".into(), "queued".into(), None),
+        ]
+    );
+    let claimed = store.claim_outbox(10, 60_000).await.unwrap();
+    let rows: Vec<_> = claimed
+        .iter()
+        .map(|r| (r.id.as_str(), r.message_id.as_str(), r.body.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("d1", "m1", "{\"n\":1}"), ("m0", "m0", "{\"n\":0}")]
+    );
+
+    // Published now: the delivery reads so, with nothing written to it.
+    let handoff = Arc::new(webhook2fedmsg_server::store::outbox::Handoff::new(10));
+    let writer =
+        webhook2fedmsg_server::store::deliveries::Writer::start(store.clone(), handoff.clone());
+    let removed = writer.sent(vec!["d1".into(), "m0".into()]).await.unwrap();
+    let _ = removed.await;
+    let after = outcomes(store.recent_deliveries("t", 10).await.unwrap());
+    assert_eq!(after[3], ("x1".into(), "published".into(), None));
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    store.close().await;
 }
