@@ -166,6 +166,14 @@ pub struct LimitsConfig {
     /// slower ones get 408. Default 60 (senders such as GitHub give up on
     /// the whole delivery after 10).
     pub body_timeout_seconds: u64,
+    /// How long a client may take to send a request's headers, in
+    /// seconds, counted from when the server starts waiting for them (so
+    /// it also ends idle keep-alive connections); the connection is closed
+    /// after that. Default 30.
+    pub header_timeout_seconds: u64,
+    /// The most client connections open at once; past it, new ones wait
+    /// in the listen backlog until one closes. Default 1024.
+    pub max_connections: u32,
 }
 
 impl Default for LimitsConfig {
@@ -173,6 +181,8 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: 25 * 1024 * 1024,
             body_timeout_seconds: 60,
+            header_timeout_seconds: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -389,6 +399,12 @@ impl Config {
         }
         if self.limits.body_timeout_seconds == 0 {
             bail!("limits.body_timeout_seconds must be positive");
+        }
+        if self.limits.header_timeout_seconds == 0 {
+            bail!("limits.header_timeout_seconds must be positive");
+        }
+        if self.limits.max_connections == 0 {
+            bail!("limits.max_connections must be positive");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format must be text or json");

@@ -13,10 +13,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use warp::Filter as _;
 use warp::http::StatusCode;
 use warp::reply::Reply as _;
@@ -148,23 +149,92 @@ pub async fn serve(
             "login is off (oidc.* unset): the pages offer none, use `webhook2fedmsg token`"
         );
     }
-    // FIXME: nothing bounds how long a client may take to send its
-    // headers, nor how many connections are open at once, so slow clients
-    // can hold sockets until the file limit is reached. warp 0.4 does not
-    // expose hyper's header_read_timeout; serving warp::service(routes)
-    // through hyper-util's builder, with a semaphore on accepted
-    // connections, would. Bodies are bounded (limits.body_timeout_seconds).
-    warp::serve(routes(app.clone()))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    serve_http(routes(app.clone()), listener, &app.config.limits, shutdown).await;
 
     tracing::info!("shutting down: unsent messages stay in the outbox");
     let _ = stop.send(true);
     let _ = dispatching.await;
     app.store.close().await;
     Ok(())
+}
+
+/// Serves `routes` over HTTP/1.1 on `listener` until `shutdown`
+/// completes, then waits for the requests in flight.
+///
+/// warp's own server sets no bound on slow or idle clients; this one
+/// closes a connection that takes longer than
+/// `limits.header_timeout_seconds` to send a request's headers (idle
+/// keep-alive connections too), and stops accepting while
+/// `limits.max_connections` are open. Bodies have their own deadline
+/// (`limits.body_timeout_seconds`, in [`hooks`]). HTTP/2 is not offered:
+/// webhook senders use HTTP/1.1, and a connection that has not yet said
+/// which protocol it speaks would escape the header deadline.
+async fn serve_http<F>(
+    routes: F,
+    listener: TcpListener,
+    limits: &config::LimitsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+    F::Future: Send,
+{
+    let service = warp::service(routes);
+    let open = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_seconds));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    accept_failed(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses are written whole; nothing is gained by delaying them.
+        let _ = stream.set_nodelay(true);
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(service.clone()),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Waits out an accept error: a refused or reset connection is the
+/// client's business; anything else (out of file descriptors) is logged
+/// and retried after a pause rather than in a busy loop.
+async fn accept_failed(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept connections; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Every route of the server.

@@ -399,6 +399,76 @@ async fn body_that_does_not_arrive_in_time_gets_408() {
     server.stop().await;
 }
 
+/// A client that starts a request and never finishes its headers, or
+/// keeps a connection open and silent, is disconnected after the header
+/// deadline instead of holding the socket.
+#[tokio::test]
+async fn headers_that_do_not_arrive_in_time_close_the_connection() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = TestServer::start(Options {
+        header_timeout_seconds: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut partial = tokio::net::TcpStream::connect(&address).await.unwrap();
+    partial
+        .write_all(b"POST /github HTTP/1.1\r\nHost: localhost\r\nX-GitHub-Event: pu")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    for stream in [&mut partial, &mut silent] {
+        let mut buffer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buffer))
+            .await
+            .expect("the server closes the connection");
+        // Closed, with nothing or an error status; never a request served.
+        assert!(
+            read.is_err() || !String::from_utf8_lossy(&buffer).contains(" 2"),
+            "{read:?} {}",
+            String::from_utf8_lossy(&buffer)
+        );
+    }
+    // The server still answers.
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+/// Past `limits.max_connections` open connections, a new one is served
+/// only once another closes.
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    let server = TestServer::start(Options {
+        max_connections: Some(2),
+        ..Options::default()
+    })
+    .await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let first = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("{}/healthz", server.base);
+    let waiting = tokio::time::timeout(Duration::from_secs(2), client.get(&url).send()).await;
+    assert!(
+        waiting.is_err(),
+        "a third connection was served: {waiting:?}"
+    );
+    drop(first);
+    let served = tokio::time::timeout(Duration::from_secs(20), client.get(&url).send())
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn body_just_under_the_limit_is_accepted() {
     let limit = 64 * 1024;
@@ -509,7 +579,10 @@ async fn responses_and_logs_never_show_secrets_or_hook_ids() {
 
     let published = std::fs::read_to_string(server.dir.path().join("messages.jsonl")).unwrap();
     let logged = logs.text();
-    assert!(logged.contains("webhook accepted") && logged.contains("webhook rejected"));
+    assert!(
+        logged.contains("webhook accepted") && logged.contains("webhook rejected"),
+        "{logged}"
+    );
     assert!(logged.contains(&token.id), "log lines name the token id");
     for text in bodies
         .iter()

@@ -42,6 +42,10 @@ pub struct Options {
     pub max_body_bytes: Option<u64>,
     /// The time a body may take, when not the default.
     pub body_timeout_seconds: Option<u64>,
+    /// The time headers may take, when not the default.
+    pub header_timeout_seconds: Option<u64>,
+    /// The connection cap, when not the default.
+    pub max_connections: Option<u32>,
     /// The FASJSON base URL, if agents are looked up.
     pub fasjson_url: Option<String>,
 }
@@ -54,6 +58,8 @@ impl Default for Options {
             topic_prefix: String::new(),
             max_body_bytes: None,
             body_timeout_seconds: None,
+            header_timeout_seconds: None,
+            max_connections: None,
             fasjson_url: None,
         }
     }
@@ -177,6 +183,12 @@ pub fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> C
     config.fasjson.url = options.fasjson_url.clone();
     if let Some(seconds) = options.body_timeout_seconds {
         config.limits.body_timeout_seconds = seconds;
+    }
+    if let Some(seconds) = options.header_timeout_seconds {
+        config.limits.header_timeout_seconds = seconds;
+    }
+    if let Some(cap) = options.max_connections {
+        config.limits.max_connections = cap;
     }
     if let Some(limit) = options.max_body_bytes {
         config.limits.max_body_bytes = limit;
