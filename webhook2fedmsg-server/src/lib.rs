@@ -45,6 +45,7 @@ use publish::Publisher;
 use store::Store;
 use store::deliveries::Writer;
 use store::outbox::Handoff;
+use store::tokens::HookReader;
 
 /// The most accepted messages waiting in memory for the dispatcher (about
 /// 10 MB of GitHub pushes); more wait in the outbox only.
@@ -58,6 +59,8 @@ pub struct App {
     pub store: Store,
     /// Batches delivery writes.
     pub writer: Writer,
+    /// Batches the lookups of webhook URLs.
+    pub hooks: HookReader,
     /// Opens token secrets.
     pub secrets: SecretBox,
     /// Resolves agents to Fedora usernames.
@@ -95,6 +98,7 @@ impl App {
         let handoff = Arc::new(Handoff::new(HANDOFF_CAPACITY));
         Ok(Arc::new(Self {
             writer: Writer::start(store.clone(), handoff.clone()),
+            hooks: HookReader::start(store.clone()),
             handoff,
             config,
             store,
@@ -263,7 +267,8 @@ pub fn routes(
             warp::reply::with_header(
                 app.metrics.render(),
                 "content-type",
-                "text/plain; version=0.0.4; charset=utf-8",
+                // What prometheus-client writes: OpenMetrics text.
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
             .into_response()
         }

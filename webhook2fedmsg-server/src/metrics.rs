@@ -137,7 +137,16 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an accepted webhook.
+    /// Counts a webhook request that reached a webhook URL.
+    pub fn received(&self, service: &str) {
+        self.received
+            .get_or_create(&ServiceLabel {
+                service: service.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a webhook accepted, with its outcome.
     pub fn accept(&self, service: &str, outcome: &str) {
         self.accepted
             .get_or_create(&OutcomeLabels {

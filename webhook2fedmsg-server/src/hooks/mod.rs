@@ -43,12 +43,24 @@ pub fn routes(
         })
         .untuple_one()
         .and(warp::header::headers_cloned())
-        .and(limited_body(limit, timeout))
-        .and_then(|kind, token, app, headers, body| async move {
-            receive(app, kind, token, headers, body)
-                .await
-                .map_err(warp::reject::custom)
-        })
+        .and(warp::body::stream())
+        .and_then(
+            move |kind: Kind, token, app: Arc<App>, headers: HeaderMap, stream| async move {
+                let length = headers
+                    .get(warp::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let body = match read_body(stream, length, limit, timeout).await {
+                    Ok(body) => body,
+                    Err(error) => {
+                        receive::refused_before_reading(&app, kind, &error);
+                        return Err(warp::reject::custom(error));
+                    }
+                };
+                receive(app, kind, token, headers, body)
+                    .await
+                    .map_err(warp::reject::custom)
+            },
+        )
 }
 
 fn with_app(
@@ -77,25 +89,25 @@ fn hook_id() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection
     })
 }
 
-/// The body, refused with 413 as soon as it is known to exceed `limit`,
-/// and with 408 when it has not arrived whole within `timeout`.
-fn limited_body(
+/// The body, refused with 413 as soon as it is known to exceed `limit`
+/// (by its announced `length` or as it arrives), and with 408 when it has
+/// not arrived whole within `timeout`.
+async fn read_body<S, B>(
+    stream: S,
+    length: Option<u64>,
     limit: u64,
     timeout: Duration,
-) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, stream| async move {
-            if length.is_some_and(|l| l > limit) {
-                return Err(warp::reject::custom(HttpError::TooLarge(limit)));
-            }
-            match tokio::time::timeout(timeout, read_limited(stream, limit)).await {
-                Ok(body) => body.map_err(warp::reject::custom),
-                Err(_) => Err(warp::reject::custom(HttpError::BodyTimeout(
-                    timeout.as_secs(),
-                ))),
-            }
-        })
+) -> Result<Bytes, HttpError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: bytes::Buf,
+{
+    if length.is_some_and(|l| l > limit) {
+        return Err(HttpError::TooLarge(limit));
+    }
+    tokio::time::timeout(timeout, read_limited(stream, limit))
+        .await
+        .unwrap_or(Err(HttpError::BodyTimeout(timeout.as_secs())))
 }
 
 /// Reads a body stream whole, refusing it with 413 once it passes `limit`

@@ -2,7 +2,7 @@
 //! resolve the agent, store, answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -15,8 +15,20 @@ use super::header_pairs;
 use crate::App;
 use crate::crypto::sha256_hex;
 use crate::error::HttpError;
-use crate::store::tokens::Hook;
+use crate::store::deliveries::WriteError;
+use crate::store::tokens::{Hook, LookupError};
 use crate::store::{Accepted, NewDelivery, Stored, Token, now_ms};
+
+/// A delivery whose body took longer than this to arrive after its token
+/// was looked up is checked against the token as it is once the body is
+/// in: a token disabled, rotated or removed meanwhile then refuses it.
+const RECHECK_AFTER: Duration = Duration::from_millis(100);
+
+/// The token a hook URL named, and when it was read.
+pub struct Named {
+    hook: Hook,
+    read_at: Instant,
+}
 
 /// The token a hook id names, with its secrets, looked up before the body
 /// is read: `None` for `POST /<service>`, which names none; 404 for an
@@ -25,40 +37,54 @@ pub async fn named_token(
     app: &App,
     kind: Kind,
     hook: Option<&str>,
-) -> Result<Option<Hook>, HttpError> {
+) -> Result<Option<Named>, HttpError> {
     let Some(hook) = hook else {
         return Ok(None);
     };
-    let token = app
-        .store
-        .hook(kind.name(), hook, now_ms())
-        .await
-        .map_err(unavailable)?;
-    if token.is_none() {
-        let error = HttpError::NotFound("no such webhook: check the URL");
-        app.metrics.reject(kind.name(), error.code());
-        tracing::info!(webhook.service = kind.name(), outcome = "rejected", reason = %error,
-            status = error.status().as_u16(), "webhook rejected");
-        return Err(error);
+    let read_at = Instant::now();
+    match look_up(app, kind, hook).await? {
+        Some(hook) => Ok(Some(Named { hook, read_at })),
+        None => {
+            let error = no_such_hook();
+            refused_before_reading(app, kind, &error);
+            Err(error)
+        }
     }
-    Ok(token)
+}
+
+/// Counts and logs a delivery refused before its body was read whole
+/// (unknown hook, body too large, too slow or broken).
+pub fn refused_before_reading(app: &App, kind: Kind, error: &HttpError) {
+    app.metrics.received(kind.name());
+    app.metrics.reject(kind.name(), error.code());
+    tracing::info!(webhook.service = kind.name(), outcome = "rejected", reason = %error,
+        status = error.status().as_u16(), "webhook rejected");
+}
+
+async fn look_up(app: &App, kind: Kind, hook_id: &str) -> Result<Option<Hook>, HttpError> {
+    app.hooks
+        .hook(kind.name(), hook_id)
+        .await
+        .map_err(|error| match error {
+            LookupError::Database => HttpError::Unavailable,
+            LookupError::Stopped => HttpError::Unavailable,
+        })
+}
+
+fn no_such_hook() -> HttpError {
+    HttpError::NotFound("no such webhook: check the URL")
 }
 
 /// Handles `POST /<service>[/<hook-id>]`, with the token the hook id named.
 pub async fn receive(
     app: Arc<App>,
     kind: Kind,
-    token: Option<Hook>,
+    token: Option<Named>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
-    app.metrics
-        .received
-        .get_or_create(&crate::metrics::ServiceLabel {
-            service: kind.name().into(),
-        })
-        .inc();
+    app.metrics.received(kind.name());
     let delivery = Delivery::new(header_pairs(&headers), body.to_vec());
     let span = tracing::info_span!("webhook", webhook.service = kind.name());
     let result = handle(&app, kind, token, &delivery).instrument(span).await;
@@ -70,7 +96,7 @@ pub async fn receive(
             tracing::info!(
                 webhook.service = kind.name(),
                 token.id = %outcome.token_id,
-                delivery.id = ?delivery_id,
+                delivery.id = delivery_id,
                 message.id = outcome.message_id.as_deref(),
                 outcome = outcome.label,
                 reason = outcome.reason.as_deref(),
@@ -83,12 +109,18 @@ pub async fn receive(
             app.metrics.reject(kind.name(), error.code());
             let status = error.status();
             if status.is_server_error() {
-                tracing::error!(webhook.service = kind.name(), token.id = token_id.as_deref(),
-                    delivery.id = ?delivery_id, outcome = "error", reason = error.code(),
-                    duration_ms, "webhook not stored");
+                tracing::error!(
+                    webhook.service = kind.name(),
+                    token.id = token_id.as_deref(),
+                    delivery.id = delivery_id,
+                    outcome = "error",
+                    reason = error.code(),
+                    duration_ms,
+                    "webhook not stored"
+                );
             } else {
                 tracing::info!(webhook.service = kind.name(), token.id = token_id.as_deref(),
-                    delivery.id = ?delivery_id, outcome = "rejected", reason = %error,
+                    delivery.id = delivery_id, outcome = "rejected", reason = %error,
                     status = status.as_u16(), duration_ms, "webhook rejected");
             }
             Err(error)
@@ -121,7 +153,7 @@ impl From<HttpError> for Refused {
 async fn handle(
     app: &App,
     kind: Kind,
-    named: Option<Hook>,
+    named: Option<Named>,
     delivery: &Delivery,
 ) -> Result<Outcome, Refused> {
     let now = now_ms();
@@ -149,9 +181,13 @@ async fn handle(
     let message_id = new.message.as_ref().map(|m| m.message_id.clone());
     let reason = new.skip_reason.clone();
 
-    let stored = app.writer.store(new).await.map_err(|error| {
-        tracing::error!(%error, token.id = %token.id, "cannot store a delivery");
-        refused(HttpError::Unavailable)
+    let stored = app.writer.store(new).await.map_err(|error| match error {
+        // Removed after it was looked up: as if it had never been.
+        WriteError::TokenRemoved => refused(no_such_hook()),
+        WriteError::Database | WriteError::Stopped => {
+            tracing::error!(%error, token.id = %token.id, "cannot store a delivery");
+            refused(HttpError::Unavailable)
+        }
     })?;
     let (status, message_id, label) = match stored {
         Stored::New => (StatusCode::ACCEPTED, message_id, label),
@@ -178,7 +214,7 @@ async fn handle(
 async fn find_token(
     app: &App,
     kind: Kind,
-    named: Option<Hook>,
+    named: Option<Named>,
     delivery: &Delivery,
     now: i64,
 ) -> Result<Token, Refused> {
@@ -201,6 +237,13 @@ async fn find_token(
         return Err(HttpError::NoMatchingToken.into());
     };
 
+    let hook = if hook.read_at.elapsed() > RECHECK_AFTER {
+        look_up(app, kind, &hook.hook.token.hook_id)
+            .await?
+            .ok_or_else(no_such_hook)?
+    } else {
+        hook.hook
+    };
     let secrets = hook.secrets(&app.secrets, now);
     let token = hook.token;
     let refused = |error: HttpError| Refused {

@@ -301,7 +301,7 @@ async fn touch_tokens(
     .await
 }
 
-type Reply = oneshot::Sender<Result<Stored, String>>;
+type Reply = oneshot::Sender<Result<Stored, WriteError>>;
 
 /// Work for the writer task.
 enum Job {
@@ -337,6 +337,32 @@ pub enum WriteError {
     /// The writer stopped (the server is shutting down).
     #[error("the server is shutting down")]
     Stopped,
+    /// The token was removed before the delivery could be stored.
+    #[error("the token was removed")]
+    TokenRemoved,
+}
+
+impl WriteError {
+    /// What a failed write means for the deliveries in it; logs the
+    /// database's error unless it is the token's removal.
+    fn from_database(error: &sqlx::Error) -> Self {
+        let kind = Self::from_database_quietly(error);
+        if matches!(kind, WriteError::Database) {
+            tracing::error!(%error, "cannot store a delivery");
+        }
+        kind
+    }
+
+    fn from_database_quietly(error: &sqlx::Error) -> Self {
+        let removed = error
+            .as_database_error()
+            .is_some_and(|e| e.is_foreign_key_violation());
+        if removed {
+            WriteError::TokenRemoved
+        } else {
+            WriteError::Database
+        }
+    }
 }
 
 impl Writer {
@@ -360,11 +386,7 @@ impl Writer {
             .send(Job::Store(delivery, reply))
             .await
             .map_err(|_| WriteError::Stopped)?;
-        match answer.await {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(_)) => Err(WriteError::Database),
-            Err(_) => Err(WriteError::Stopped),
-        }
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Removes confirmed messages (by outbox row id) from the outbox,
@@ -409,7 +431,17 @@ async fn write_jobs(store: &Store, handoff: &Handoff, jobs: Vec<Job>) {
         Ok(results) => results,
         Err(error) if deliveries.len() + usize::from(!sent.is_empty()) > 1 => {
             // One bad row must not fail its neighbours: retry one by one.
-            tracing::warn!(%error, batch.size = deliveries.len(), "batch write failed, retrying singly");
+            if matches!(
+                WriteError::from_database_quietly(&error),
+                WriteError::TokenRemoved
+            ) {
+                tracing::debug!(
+                    batch.size = deliveries.len(),
+                    "a token in the batch is gone, retrying singly"
+                );
+            } else {
+                tracing::warn!(%error, batch.size = deliveries.len(), "batch write failed, retrying singly");
+            }
             if let Err(error) = store.write_batch(&[], &sent, 0).await {
                 tracing::error!(%error, "cannot remove published messages from the outbox");
             }
@@ -419,10 +451,7 @@ async fn write_jobs(store: &Store, handoff: &Handoff, jobs: Vec<Job>) {
                     .write_batch(std::slice::from_ref(delivery), &[], lease_until)
                     .await
                     .map(|mut r| r.remove(0))
-                    .map_err(|e| {
-                        tracing::error!(error = %e, token.id = %delivery.token_id, "cannot store a delivery");
-                        e.to_string()
-                    });
+                    .map_err(|e| WriteError::from_database(&e));
                 results.push(result);
             }
             finish(handoff, handed, accepted_at, deliveries, replies, results);
@@ -433,9 +462,9 @@ async fn write_jobs(store: &Store, handoff: &Handoff, jobs: Vec<Job>) {
             return;
         }
         Err(error) => {
-            tracing::error!(%error, "cannot store a delivery");
+            let error = WriteError::from_database(&error);
             for reply in replies {
-                let _ = reply.send(Err(error.to_string()));
+                let _ = reply.send(Err(error.clone()));
             }
             return;
         }
@@ -457,7 +486,7 @@ fn finish(
     accepted_at: i64,
     deliveries: Vec<NewDelivery>,
     replies: Vec<Reply>,
-    results: Vec<Result<Stored, String>>,
+    results: Vec<Result<Stored, WriteError>>,
 ) {
     let mut rows = Vec::new();
     for ((delivery, reply), result) in deliveries.into_iter().zip(replies).zip(results) {

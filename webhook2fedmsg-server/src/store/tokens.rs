@@ -1,6 +1,9 @@
 //! Tokens: a user's registration of one webhook on one service, with its
 //! hook id (the last part of the webhook URL) and its secrets.
 
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
 use webhook2fedmsg_core::Secret;
 
 use super::{Store, now_ms};
@@ -97,6 +100,9 @@ fn open_secrets(
         })
         .collect()
 }
+
+/// Hook ids looked up per statement by [`Store::hooks`].
+const HOOKS_PER_STATEMENT: usize = 100;
 
 const TOKEN_COLUMNS: &str =
     "id, hook_id, owner, service, name, enabled, instance_url, created_at, last_used_at";
@@ -249,40 +255,42 @@ impl Store {
         )
     }
 
-    /// The token a webhook URL names, with the secrets it has at `now`
-    /// (milliseconds), in one query.
-    pub async fn hook(&self, service: &str, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {
+    /// The tokens these hook ids name, with the secrets each has at `now`
+    /// (milliseconds), by hook id; unknown ids are left out.
+    pub async fn hooks(&self, hook_ids: &[&str], now: i64) -> sqlx::Result<HashMap<String, Hook>> {
         let columns: Vec<String> = TOKEN_COLUMNS
             .split(", ")
             .map(|c| format!("t.{c}"))
             .collect();
-        let sql = format!(
-            "SELECT {}, s.sealed, s.expires_at FROM tokens t \
-             LEFT JOIN token_secrets s ON s.token_id = t.id \
-             AND (s.expires_at IS NULL OR s.expires_at > $3) \
-             WHERE t.hook_id = $1 AND t.service = $2",
-            columns.join(", ")
-        );
-        let rows: Vec<HookRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(hook_id)
-            .bind(service)
-            .bind(now)
-            .fetch_all(self.pool())
-            .await?;
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
-        };
-        let mut secrets: Vec<(String, Option<i64>)> = first
-            .sealed
-            .map(|s| (s, first.expires_at))
-            .into_iter()
-            .collect();
-        secrets.extend(rows.filter_map(|row| Some((row.sealed?, row.expires_at))));
-        Ok(Some(Hook {
-            token: first.token,
-            secrets,
-        }))
+        let mut hooks: HashMap<String, Hook> = HashMap::with_capacity(hook_ids.len());
+        for chunk in hook_ids.chunks(HOOKS_PER_STATEMENT) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT {}, s.sealed, s.expires_at FROM tokens t \
+                 LEFT JOIN token_secrets s ON s.token_id = t.id \
+                 AND (s.expires_at IS NULL OR s.expires_at > $1) \
+                 WHERE t.hook_id IN ({})",
+                columns.join(", "),
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now);
+            for hook_id in chunk {
+                query = query.bind(*hook_id);
+            }
+            let rows: Vec<HookRow> = query.fetch_all(self.pool()).await?;
+            for row in rows {
+                let hook = hooks
+                    .entry(row.token.hook_id.clone())
+                    .or_insert_with(|| Hook {
+                        token: row.token,
+                        secrets: Vec::new(),
+                    });
+                if let Some(sealed) = row.sealed {
+                    hook.secrets.push((sealed, row.expires_at));
+                }
+            }
+        }
+        Ok(hooks)
     }
 
     /// The secrets rows of a token (still sealed), newest first.
@@ -380,4 +388,91 @@ async fn insert_secret(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// One lookup waiting for the [`HookReader`].
+struct Lookup {
+    service: &'static str,
+    hook_id: String,
+    reply: oneshot::Sender<Result<Option<Hook>, LookupError>>,
+}
+
+/// Why a hook could not be looked up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LookupError {
+    /// The database refused the query; the detail is logged.
+    #[error("the database is unavailable")]
+    Database,
+    /// The reader stopped (the server is shutting down).
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+/// Finds the tokens that webhook URLs name. Lookups from concurrent
+/// requests are gathered into one query, so that under load a query (and
+/// its trip to the database connection's thread) serves many requests;
+/// each lookup still reads the tokens as they are when it runs.
+#[derive(Debug, Clone)]
+pub struct HookReader {
+    queue: mpsc::Sender<Lookup>,
+}
+
+/// The most lookups answered by one round of queries.
+const MAX_LOOKUPS: usize = 256;
+
+impl HookReader {
+    /// Starts the reader task on `store`.
+    pub fn start(store: Store) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<Lookup>(4 * MAX_LOOKUPS);
+        tokio::spawn(async move {
+            let mut lookups = Vec::with_capacity(MAX_LOOKUPS);
+            while incoming.recv_many(&mut lookups, MAX_LOOKUPS).await > 0 {
+                answer(&store, std::mem::take(&mut lookups)).await;
+            }
+        });
+        Self { queue }
+    }
+
+    /// The token of `service` whose hook id is `hook_id`, with its
+    /// secrets as sealed; `None` when there is none.
+    pub async fn hook(
+        &self,
+        service: &'static str,
+        hook_id: &str,
+    ) -> Result<Option<Hook>, LookupError> {
+        let (reply, answer) = oneshot::channel();
+        let lookup = Lookup {
+            service,
+            hook_id: hook_id.to_string(),
+            reply,
+        };
+        self.queue
+            .send(lookup)
+            .await
+            .map_err(|_| LookupError::Stopped)?;
+        answer.await.map_err(|_| LookupError::Stopped)?
+    }
+}
+
+async fn answer(store: &Store, lookups: Vec<Lookup>) {
+    let mut ids: Vec<&str> = lookups.iter().map(|l| l.hook_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match store.hooks(&ids, now_ms()).await {
+        Ok(hooks) => {
+            for lookup in lookups {
+                let hook = hooks
+                    .get(&lookup.hook_id)
+                    .filter(|hook| hook.token.service == lookup.service)
+                    .cloned();
+                let _ = lookup.reply.send(Ok(hook));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "database unavailable: cannot look up hooks");
+            for lookup in lookups {
+                let _ = lookup.reply.send(Err(LookupError::Database));
+            }
+        }
+    }
 }

@@ -372,15 +372,39 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
         second.message.as_ref().unwrap().message_id
     );
 
+    // A delivery for a token removed meanwhile is refused as such.
+    let mut orphan = delivery(3);
+    orphan.token_id = "removed".into();
+    let (a, b) = tokio::join!(writer.store(orphan), writer.store(delivery(4)));
+    assert!(
+        matches!(
+            a,
+            Err(webhook2fedmsg_server::store::deliveries::WriteError::TokenRemoved)
+        ),
+        "{a:?}"
+    );
+    assert_eq!(
+        b.unwrap(),
+        Stored::New,
+        "its neighbour in the batch is stored"
+    );
+    let claimed_too = store.claim_outbox(10, 60_000).await.unwrap();
+
     // Confirmed messages leave the outbox through the writer.
     let removed = writer
-        .sent(vec![handed[0].id.clone(), claimed[0].id.clone()])
+        .sent(
+            [&handed[0], &claimed[0]]
+                .into_iter()
+                .chain(&claimed_too)
+                .map(|row| row.id.clone())
+                .collect(),
+        )
         .await
         .unwrap();
     let _ = removed.await;
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
     let recent = store.recent_deliveries(&token.id, 10).await.unwrap();
-    assert_eq!(recent.len(), 2);
+    assert_eq!(recent.len(), 3);
     assert!(
         recent.iter().all(|d| d.outcome == "published"),
         "{recent:?}"

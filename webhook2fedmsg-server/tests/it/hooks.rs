@@ -384,6 +384,100 @@ async fn unknown_hook_is_refused_before_its_body_arrives() {
     server.stop().await;
 }
 
+/// Sends `recording` to `path` in two parts, running `between` after
+/// the first half of the body; returns the status line and the body.
+async fn post_in_two_parts<F: std::future::Future<Output = ()>>(
+    base: &str,
+    path: &str,
+    recording: &Recording,
+    between: F,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
+    for (name, value) in &recording.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", recording.body.len()));
+    let (first, rest) = recording.body.split_at(recording.body.len() / 2);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    // Long enough for the server to have looked the token up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    between.await;
+    stream.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// A token disabled, rotated or removed while a delivery's body is still
+/// arriving refuses that delivery too, and nothing is published.
+#[tokio::test]
+async fn token_changes_reach_deliveries_already_under_way() {
+    let server = TestServer::start(Options::default()).await;
+    let store = server.app.store.clone();
+    let path_of = |url: &str| url.trim_start_matches(&server.base).to_string();
+
+    let (token, secret, url) = server.token("user-a", "github", None).await;
+    let (status, body) = post_in_two_parts(
+        &server.base,
+        &path_of(&url),
+        &signed_fixture(&push(), &secret),
+        async {
+            store.set_token_enabled(&token.id, false).await.unwrap();
+        },
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 403 Forbidden", "{body}");
+
+    let (token, secret, url) = server.token("user-b", "github", None).await;
+    let (status, body) = post_in_two_parts(
+        &server.base,
+        &path_of(&url),
+        &signed_fixture(&push(), &secret),
+        async {
+            store
+                .rotate_secret(&server.app.secrets, &token.id, None, 0)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{body}");
+
+    let (token, secret, url) = server.token("user-c", "github", None).await;
+    let (status, body) = post_in_two_parts(
+        &server.base,
+        &path_of(&url),
+        &signed_fixture(&push(), &secret),
+        async {
+            store.remove_token(&token.id).await.unwrap();
+        },
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found", "{body}");
+    assert!(body.contains("\"not_found\""), "{body}");
+
+    server.drained().await;
+    let published =
+        std::fs::read_to_string(server.dir.path().join("messages.jsonl")).unwrap_or_default();
+    assert_eq!(published, "", "nothing is published");
+    server.stop().await;
+}
+
 /// A body that trickles in slower than the configured time gets 408.
 #[tokio::test]
 async fn body_that_does_not_arrive_in_time_gets_408() {
@@ -632,18 +726,28 @@ async fn health_ready_and_metrics_answer() {
     let (_, secret, url) = server.token("user-a", "github", None).await;
     post(&url, &signed_fixture(&push(), &secret)).await;
     post(&url, &signed_fixture(&push(), "wrong")).await;
+    // Refused before the body is read: counted all the same.
+    let unknown = format!("{}/github/{}", server.base, "0".repeat(32));
+    post(&unknown, &signed_fixture(&push(), &secret)).await;
+    let path = url.trim_start_matches(&server.base).to_string();
+    let status = answer_to_a_partial_post(&server.base, &path, 30 << 20, 0).await;
+    assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
     server.drained().await;
-    let metrics = client
+    let response = client
         .get(format!("{}/metrics", server.base))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = response.text().await.unwrap();
     for expected in [
-        "webhook2fedmsg_webhooks_received_total{service=\"github\"} 2",
+        "webhook2fedmsg_webhooks_received_total{service=\"github\"} 4",
         "webhook2fedmsg_webhooks_rejected_total{service=\"github\",outcome=\"invalid_signature\"} 1",
+        "webhook2fedmsg_webhooks_rejected_total{service=\"github\",outcome=\"not_found\"} 1",
+        "webhook2fedmsg_webhooks_rejected_total{service=\"github\",outcome=\"payload_too_large\"} 1",
         "webhook2fedmsg_messages_published_total 1",
         "webhook2fedmsg_outbox_depth",
         "webhook2fedmsg_publish_latency_seconds_count 1",
