@@ -160,11 +160,16 @@ pub async fn token_add(
         )
         .await
         .context("cannot create the token")?;
+    // A service that signs nothing has no secret to show: the URL is it.
+    let secret = crate::web::guide::Guide::of(service)
+        .has_secret()
+        .then_some(secret);
     let out = json!({
         "id": token.id,
         "service": token.service,
         "name": token.name,
         "hook_url": config.hook_url(&token.service, &token.hook_id),
+        "instance_url": token.instance_url,
         "secret": secret,
     });
     println!("{out}");
@@ -184,6 +189,7 @@ pub async fn token_list(config: &Config, user: Option<&str>) -> anyhow::Result<(
             "service": token.service,
             "name": token.name,
             "hook_url": config.hook_url(&token.service, &token.hook_id),
+            "instance_url": token.instance_url,
             "enabled": token.is_enabled(),
             "last_used_at": token.last_used_at,
         });

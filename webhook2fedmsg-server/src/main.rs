@@ -144,6 +144,9 @@ fn run(args: Args) -> anyhow::Result<bool> {
         }
         Command::Token { command, config } => {
             let config = Config::load(config.as_deref())?;
+            // Warnings (a development key created) on stderr; stdout
+            // stays the JSON output.
+            init_logging_at(&config, "warn");
             runtime.block_on(async {
                 match command {
                     TokenCommand::Add {
@@ -175,9 +178,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
 }
 
 fn init_logging(config: &Config) {
+    init_logging_at(config, &config.log.filter);
+}
+
+/// Logs to stderr with `default_filter`, unless `RUST_LOG` says otherwise.
+fn init_logging_at(config: &Config, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Colours only on a terminal: not in files or the journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -77,7 +77,10 @@ pub struct SecretView {
 #[serde(deny_unknown_fields)]
 #[schemars(extend("allOf" = [{
     "if": {"properties": {"service": {"const": "pretix"}}, "required": ["service"]},
-    "then": {"properties": {"secret": {"type": "null"}}},
+    "then": {
+        "properties": {"secret": {"type": "null"}, "instance_url": {"type": "string"}},
+        "required": ["instance_url"]
+    },
     "else": {"properties": {"instance_url": {"type": "null"}}}
 }]))]
 pub struct NewToken {
@@ -94,7 +97,8 @@ pub struct NewToken {
     #[serde(default)]
     #[schemars(length(min = 16, max = 255), regex(pattern = r"^[!-~]*$"))]
     pub secret: Option<String>,
-    /// Pretix only: the instance's base URL (`https://pretix.eu`).
+    /// Pretix only, and required there: the instance's base URL
+    /// (`https://pretix.eu`).
     #[serde(default)]
     #[schemars(length(max = 200), regex(pattern = INSTANCE_URL_PATTERN))]
     pub instance_url: Option<String>,

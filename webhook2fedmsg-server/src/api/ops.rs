@@ -55,6 +55,13 @@ impl Creation {
             )));
         }
         let instance_url = check_instance_url(instance_url)?;
+        if instance_url.is_none() && guide.needs_instance_url {
+            return Err(invalid(format!(
+                "{} tokens need an instance_url: the base URL of the {} site, such as \
+                 https://pretix.eu",
+                guide.title, guide.title
+            )));
+        }
         if instance_url.is_some() && !guide.needs_instance_url {
             return Err(invalid(format!(
                 "{} tokens take no instance_url",
@@ -320,6 +327,7 @@ mod tests {
         assert!(Creation::parse("pretix", "x", Some("0123456789abcdef"), None).is_err());
         assert!(Creation::parse("github", "x", None, Some("https://pretix.eu")).is_err());
         assert!(Creation::parse("pretix", "x", None, Some("https://pretix.eu")).is_ok());
+        assert!(Creation::parse("pretix", "x", None, None).is_err());
         assert!(Creation::parse("bitbucket", "x", None, None).is_err());
     }
 }

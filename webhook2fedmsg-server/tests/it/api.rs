@@ -137,6 +137,7 @@ async fn invalid_requests_get_json_errors() {
         json!({"service": "github", "name": ""}),
         json!({"service": "github", "name": "x", "secret": "short"}),
         json!({"service": "pretix", "name": "x", "secret": "0123456789abcdef"}),
+        json!({"service": "pretix", "name": "x"}),
         json!({"service": "github", "name": "x", "owner": "bob"}),
         // serde would read a struct from its fields in order.
         json!(["github", "x"]),
