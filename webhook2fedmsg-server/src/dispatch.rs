@@ -160,7 +160,7 @@ impl Dispatcher {
     ) -> Round {
         let now = now_ms();
         let mut sent = Vec::new();
-        let mut broker_away = false;
+        let mut broker_away: Option<String> = None;
         for (row, result) in rows.iter().zip(results) {
             match result {
                 Ok(()) => {
@@ -169,7 +169,7 @@ impl Dispatcher {
                     sent.push(row.id.clone());
                 }
                 Err(PublishError::Transient(reason)) => {
-                    broker_away = true;
+                    broker_away.get_or_insert_with(|| reason.clone());
                     self.count_failure("transient");
                     let next = now + backoff_ms(row.attempts);
                     if let Err(error) = self.store.mark_retry(&row.id, &reason, next).await {
@@ -195,8 +195,8 @@ impl Dispatcher {
             self.metrics.published.inc_by(count as u64);
             tracing::debug!(messages = count, "published");
         }
-        if broker_away {
-            tracing::warn!("broker unavailable; messages stay in the outbox and are retried");
+        if let Some(reason) = broker_away {
+            tracing::warn!(%reason, "cannot publish; messages stay in the outbox and are retried");
             Round::BrokerAway
         } else {
             Round::Busy

@@ -61,7 +61,19 @@ pub trait Publisher: Send + Sync {
 /// set, the file sink otherwise.
 pub fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Publisher>> {
     let Some(url) = &config.amqp.url else {
-        tracing::info!(sink.path = %config.sink.path.display(), "no amqp.url: writing messages to the file sink");
+        let path = &config.sink.path;
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => std::path::Path::new("."),
+        };
+        if !directory.is_dir() {
+            anyhow::bail!(
+                "sink.path {}: the directory {} does not exist",
+                path.display(),
+                directory.display()
+            );
+        }
+        tracing::info!(sink.path = %path.display(), "no amqp.url: writing messages to the file sink");
         return Ok(Arc::new(file::FilePublisher::new(config.sink.path.clone())));
     };
     let mut settings = amqp::AmqpSettings::new(url.expose());

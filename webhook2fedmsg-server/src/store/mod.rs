@@ -56,6 +56,9 @@ impl Store {
         } else {
             Backend::Postgres
         };
+        if backend == Backend::Sqlite {
+            check_sqlite_directory(url)?;
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -120,6 +123,32 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Fails with a clear message when the directory of a `sqlite:` URL's
+/// file does not exist (SQLite creates the file, not its directory, and
+/// says only "unable to open database file").
+fn check_sqlite_directory(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let directory = match std::path::Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => return Ok(()),
+    };
+    if !directory.is_dir() {
+        anyhow::bail!(
+            "database.url: the directory {} of the SQLite file does not exist",
+            directory.display()
+        );
+    }
+    Ok(())
 }
 
 /// The current time in Unix milliseconds.

@@ -63,3 +63,28 @@ async fn a_replaced_secrets_key_stops_the_start() {
     let same = config(dir.path(), &Options::default(), address);
     App::new(same).await.expect("the right key starts");
 }
+
+/// A database or file sink in a directory that does not exist stops the
+/// start with a message naming the directory.
+#[tokio::test]
+async fn missing_directories_stop_the_start() {
+    use crate::server::{Options, config};
+    use webhook2fedmsg_server::App;
+    use webhook2fedmsg_server::config::Sensitive;
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let address = "127.0.0.1:9".parse().unwrap();
+
+    let mut database = config(dir.path(), &Options::default(), address);
+    database.database.url = Sensitive(format!("sqlite://{}", missing.join("w.db").display()));
+    let text = format!("{:#}", App::new(database).await.err().expect("refused"));
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+
+    let mut sink = config(dir.path(), &Options::default(), address);
+    sink.sink.path = missing.join("messages.jsonl");
+    let text = format!("{:#}", App::new(sink).await.err().expect("refused"));
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(!missing.exists(), "nothing was created");
+}
