@@ -172,13 +172,13 @@ impl Store {
 /// SQLite (32,766) and PostgreSQL (65,535).
 const ROWS_PER_STATEMENT: usize = 100;
 
-/// `($1, $2, ...), ($n+1, ...)`: `rows` groups of `columns` numbered
-/// placeholders.
-pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+/// `($1, $2, ...), ($n+1, ...)`: `rows` groups of `columns` placeholders
+/// for `conn`, see [`super::param`].
+pub(crate) fn value_rows(conn: &AnyConnection, rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
             let numbers: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
+                .map(|column| super::param(conn, row * columns + column))
                 .collect();
             format!("({})", numbers.join(", "))
         })
@@ -195,7 +195,7 @@ async fn insert_deliveries(
     let sql = format!(
         "INSERT INTO deliveries (id, token_id, delivery_id, body_digest, received_at, topic, \
          message_id, outcome, reason) VALUES {} ON CONFLICT DO NOTHING",
-        value_rows(rows.len(), 9)
+        value_rows(conn, rows.len(), 9)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for delivery in rows {
@@ -231,7 +231,7 @@ async fn insert_outbox(
     let sql = format!(
         "INSERT INTO outbox (id, message_id, topic, body, headers, created_at, \
          next_attempt_at, locked_until) VALUES {}",
-        value_rows(rows.len(), 8)
+        value_rows(conn, rows.len(), 8)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for delivery in rows {
@@ -294,7 +294,7 @@ async fn touch_tokens(
     ids.dedup();
     super::outbox::for_ids(
         conn,
-        "UPDATE tokens SET last_used_at = $1 WHERE id IN ({ids})",
+        "UPDATE tokens SET last_used_at = {first} WHERE id IN ({ids})",
         Some(now),
         &ids,
     )

@@ -125,6 +125,20 @@ impl Store {
     }
 }
 
+/// The `n`th bound parameter (from 1) of a statement sent on `conn`:
+/// `$n` for PostgreSQL, a bare `?` for SQLite. SQLite binds bare ones in
+/// the order they appear, while finding a numbered one's name is a
+/// linear search per parameter: quadratic in the statements of hundreds
+/// of parameters that write a batch. Statements using this must bind in
+/// the order the parameters appear.
+pub(crate) fn param(conn: &sqlx::AnyConnection, n: usize) -> String {
+    if conn.backend_name() == "SQLite" {
+        "?".to_string()
+    } else {
+        format!("${n}")
+    }
+}
+
 /// Fails with a clear message when the directory of a `sqlite:` URL's
 /// file does not exist (SQLite creates the file, not its directory, and
 /// says only "unable to open database file").

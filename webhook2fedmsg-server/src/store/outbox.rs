@@ -44,10 +44,11 @@ pub struct OutboxRow {
 /// How many ids one statement of [`for_ids`] names.
 const IDS_PER_STATEMENT: usize = 100;
 
-/// `$first, $first+1, ...`: `count` numbered placeholders.
-fn placeholders(first: usize, count: usize) -> String {
+/// `$first, $first+1, ...`: `count` placeholders for `conn`, see
+/// [`super::param`].
+fn placeholders(conn: &AnyConnection, first: usize, count: usize) -> String {
     (first..first + count)
-        .map(|n| format!("${n}"))
+        .map(|n| super::param(conn, n))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -164,8 +165,8 @@ pub(crate) async fn forget_sent(conn: &mut AnyConnection, row_ids: &[String]) ->
 }
 
 /// Runs `statement` once per [`IDS_PER_STATEMENT`] ids, with `{ids}`
-/// replaced by their placeholders, numbered after `$1` when `first` is
-/// bound as `$1`.
+/// replaced by their placeholders, after `first`'s (at `{first}`, which
+/// must come before `{ids}`) when there is one.
 pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
     conn: &mut AnyConnection,
     statement: &str,
@@ -174,7 +175,9 @@ pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
 ) -> sqlx::Result<()> {
     let start = if first.is_some() { 2 } else { 1 };
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let sql = statement.replace("{ids}", &placeholders(start, chunk.len()));
+        let sql = statement
+            .replace("{first}", &super::param(conn, 1))
+            .replace("{ids}", &placeholders(conn, start, chunk.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(first) = first {
             query = query.bind(first);

@@ -263,12 +263,16 @@ impl Store {
             .map(|c| format!("t.{c}"))
             .collect();
         let mut hooks: HashMap<String, Hook> = HashMap::with_capacity(hook_ids.len());
+        let mut conn = self.pool().acquire().await?;
         for chunk in hook_ids.chunks(HOOKS_PER_STATEMENT) {
-            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+            let now_param = super::param(&conn, 1);
+            let placeholders: Vec<String> = (2..chunk.len() + 2)
+                .map(|n| super::param(&conn, n))
+                .collect();
             let sql = format!(
                 "SELECT {}, s.sealed, s.expires_at FROM tokens t \
                  LEFT JOIN token_secrets s ON s.token_id = t.id \
-                 AND (s.expires_at IS NULL OR s.expires_at > $1) \
+                 AND (s.expires_at IS NULL OR s.expires_at > {now_param}) \
                  WHERE t.hook_id IN ({})",
                 columns.join(", "),
                 placeholders.join(", ")
@@ -277,7 +281,7 @@ impl Store {
             for hook_id in chunk {
                 query = query.bind(*hook_id);
             }
-            let rows: Vec<HookRow> = query.fetch_all(self.pool()).await?;
+            let rows: Vec<HookRow> = query.fetch_all(&mut *conn).await?;
             for row in rows {
                 let hook = hooks
                     .entry(row.token.hook_id.clone())
