@@ -193,7 +193,9 @@ impl Default for LimitsConfig {
 pub struct DedupeConfig {
     /// How long a delivery is remembered, in hours: a redelivery (same
     /// delivery id) or replay (same body) on the same token within this
-    /// window publishes nothing new. Default 168 (a week).
+    /// window publishes nothing new. Default 168 (a week). After it, the
+    /// digest of a published body is still kept, until its token is
+    /// removed: that body stays a duplicate.
     pub retention_hours: u64,
 }
 

@@ -210,11 +210,6 @@ impl Dispatcher {
             .inc();
     }
 
-    // FIXME: once a delivery is purged, its body and signature (both in
-    // the published message, as the schema package requires) can be sent
-    // again to POST /<service> and are published anew. Keeping the body
-    // digests, which are small, for much longer than the deliveries would
-    // close this.
     async fn purge(&self) {
         match self
             .store

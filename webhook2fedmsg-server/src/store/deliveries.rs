@@ -8,6 +8,7 @@
 //! [`Writer`] gathers the deliveries of concurrent requests into one
 //! transaction, so that a commit (and its fsync) serves many requests.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::AnyConnection;
@@ -60,7 +61,8 @@ pub enum Stored {
     /// First time seen: stored (and queued, unless skipped).
     New,
     /// Seen before on this token: nothing new is published. Holds the first
-    /// delivery's message id (`None` when that one was skipped).
+    /// delivery's message id (`None` when that one was skipped, or is past
+    /// the dedupe window).
     Duplicate(Option<String>),
 }
 
@@ -105,7 +107,9 @@ impl Store {
     /// (milliseconds; 0 for none), for the dispatcher they are handed to.
     /// When every delivery is new, which is the usual case, the batch
     /// costs a few multi-row statements; when one is a duplicate, the
-    /// batch is written again one delivery at a time, to tell which.
+    /// batch is written again one delivery at a time, to tell which. A
+    /// body seen on the same token before the dedupe window (see
+    /// [`Store::purge_deliveries`]) is a duplicate too.
     pub async fn write_batch(
         &self,
         batch: &[NewDelivery],
@@ -115,11 +119,14 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         let mut results = vec![Stored::New; batch.len()];
+        let replays = seen_before(&mut tx, batch).await?;
         let mut inserted = 0;
-        for rows in batch.chunks(ROWS_PER_STATEMENT) {
-            inserted += insert_deliveries(&mut tx, rows, now).await?;
+        if replays.is_empty() {
+            for rows in batch.chunks(ROWS_PER_STATEMENT) {
+                inserted += insert_deliveries(&mut tx, rows, now).await?;
+            }
         }
-        if inserted == batch.len() as u64 {
+        if replays.is_empty() && inserted == batch.len() as u64 {
             let messages: Vec<_> = batch.iter().filter(|d| d.message.is_some()).collect();
             for rows in messages.chunks(ROWS_PER_STATEMENT) {
                 insert_outbox(&mut tx, rows, now, lease_until).await?;
@@ -127,7 +134,7 @@ impl Store {
         } else {
             tx.rollback().await?;
             tx = self.pool().begin().await?;
-            results = store_one_by_one(&mut tx, batch, now, lease_until).await?;
+            results = store_one_by_one(&mut tx, batch, &replays, now, lease_until).await?;
         }
         touch_tokens(&mut tx, batch, now).await?;
         super::outbox::forget_sent(&mut tx, sent).await?;
@@ -158,12 +165,26 @@ impl Store {
     }
 
     /// Forgets deliveries received before `cutoff` (milliseconds): their
-    /// redeliveries are no longer recognised.
+    /// redeliveries are no longer recognised by delivery id. The body
+    /// digests of the published ones are kept, so that their bodies (which
+    /// the published messages show, with their signatures) are still
+    /// recognised as replays.
     pub async fn purge_deliveries(&self, cutoff: i64) -> sqlx::Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO seen_bodies (token_id, body_digest) \
+             SELECT token_id, body_digest FROM deliveries \
+             WHERE received_at < $1 AND message_id IS NOT NULL \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM deliveries WHERE received_at < $1")
             .bind(cutoff)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }
@@ -252,17 +273,49 @@ async fn insert_outbox(
     Ok(())
 }
 
+/// The `(token id, body digest)` pairs of the batch that were published
+/// before the dedupe window.
+async fn seen_before(
+    conn: &mut AnyConnection,
+    batch: &[NewDelivery],
+) -> sqlx::Result<HashSet<(String, String)>> {
+    let mut seen = HashSet::new();
+    for rows in batch.chunks(ROWS_PER_STATEMENT) {
+        let placeholders: Vec<String> = (1..=rows.len()).map(|n| super::param(conn, n)).collect();
+        let sql = format!(
+            "SELECT token_id, body_digest FROM seen_bodies WHERE body_digest IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        for delivery in rows {
+            query = query.bind(&delivery.body_digest);
+        }
+        seen.extend(query.fetch_all(&mut *conn).await?);
+    }
+    seen.retain(|(token_id, digest)| {
+        batch
+            .iter()
+            .any(|d| &d.token_id == token_id && &d.body_digest == digest)
+    });
+    Ok(seen)
+}
+
 /// Stores each delivery on its own, finding the duplicates and the first
-/// message each of them repeats.
+/// message each of them repeats; `replays` are duplicates of messages
+/// past the dedupe window, which are no longer known.
 async fn store_one_by_one(
     conn: &mut AnyConnection,
     batch: &[NewDelivery],
+    replays: &HashSet<(String, String)>,
     now: i64,
     lease_until: i64,
 ) -> sqlx::Result<Vec<Stored>> {
     let mut results = Vec::with_capacity(batch.len());
     for delivery in batch {
-        if insert_deliveries(conn, std::slice::from_ref(delivery), now).await? == 0 {
+        let key = (delivery.token_id.clone(), delivery.body_digest.clone());
+        if replays.contains(&key) {
+            results.push(Stored::Duplicate(None));
+        } else if insert_deliveries(conn, std::slice::from_ref(delivery), now).await? == 0 {
             let first: Option<(Option<String>,)> = sqlx::query_as(
                 "SELECT message_id FROM deliveries WHERE token_id = $1 \
                  AND (delivery_id = $2 OR body_digest = $3) ORDER BY received_at LIMIT 1",

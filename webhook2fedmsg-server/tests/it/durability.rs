@@ -494,3 +494,73 @@ async fn upgrade_keeps_queued_messages(url: &str) {
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
     store.close().await;
 }
+
+/// A published body stays a duplicate after its delivery is purged (its
+/// message shows the body and signature: anyone could send them again);
+/// a delivery id is forgotten with its delivery. On both databases.
+#[tokio::test]
+async fn published_bodies_stay_duplicates_after_the_dedupe_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("r.db").display());
+    for url in [sqlite, fresh_postgres().await] {
+        replays_after_the_window(&url).await;
+    }
+}
+
+async fn replays_after_the_window(url: &str) {
+    use webhook2fedmsg_server::crypto::SecretBox;
+    use webhook2fedmsg_server::store::deliveries::Writer;
+    use webhook2fedmsg_server::store::outbox::Handoff;
+    use webhook2fedmsg_server::store::tokens::NewToken;
+    use webhook2fedmsg_server::store::{Accepted, NewDelivery, Store, Stored, now_ms};
+
+    let store = Store::connect(url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let key = SecretBox::new([7; 32]);
+    let mut tokens = Vec::new();
+    for owner in ["alice", "bob"] {
+        let new = NewToken {
+            owner,
+            service: "github",
+            name: "hooks",
+            secret: None,
+            instance_url: None,
+        };
+        tokens.push(store.create_token(&key, new).await.unwrap().0.id);
+    }
+    let delivery = |token: &str, id: &str, digest: &str| NewDelivery {
+        id: NewDelivery::new_id(),
+        token_id: token.to_string(),
+        delivery_id: Some(id.to_string()),
+        body_digest: digest.to_string(),
+        topic: "github.push".into(),
+        message: Some(Accepted {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            body: "{}".into(),
+            headers: "{}".into(),
+        }),
+        skip_reason: None,
+    };
+    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(100)));
+    let first = delivery(&tokens[0], "x1", "body-1");
+    assert_eq!(writer.store(first).await.unwrap(), Stored::New);
+    assert_eq!(store.purge_deliveries(now_ms() + 1).await.unwrap(), 1);
+
+    // The same body under a new delivery id, alone and inside a batch.
+    let replay = delivery(&tokens[0], "x2", "body-1");
+    let (a, b) = tokio::join!(
+        writer.store(replay),
+        writer.store(delivery(&tokens[0], "x3", "body-3"))
+    );
+    assert_eq!(a.unwrap(), Stored::Duplicate(None));
+    assert_eq!(b.unwrap(), Stored::New);
+    // Another token's body is its own; a forgotten delivery id is free.
+    let other = delivery(&tokens[1], "x1", "body-1");
+    assert_eq!(writer.store(other).await.unwrap(), Stored::New);
+    let reused = delivery(&tokens[0], "x1", "body-4");
+    assert_eq!(writer.store(reused).await.unwrap(), Stored::New);
+    // Purging twice keeps one digest, and removing the token drops them.
+    assert_eq!(store.purge_deliveries(now_ms() + 1).await.unwrap(), 3);
+    assert!(store.remove_token(&tokens[0]).await.unwrap());
+    store.close().await;
+}
