@@ -79,11 +79,17 @@ impl Store {
                         // synchronous=FULL makes each commit durable
                         // before the 202 that depends on it. The
                         // statement journals of multi-row inserts stay in
-                        // memory rather than in temporary files.
+                        // memory rather than in temporary files. The WAL
+                        // is copied back into the database every 2,000
+                        // pages (8 MB) rather than 1,000: outbox pages
+                        // written and freed within that span are copied
+                        // once (load benchmark: 4,200 -> 4,540 accepted/s,
+                        // peak RSS 60 -> 63 MB; 4,000 pages gave 4,660/s
+                        // and 67 MB).
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA temp_store = MEMORY;",
+                             PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 2000;",
                         )
                         .await?;
                     }
