@@ -119,13 +119,15 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         let mut results = vec![Stored::New; batch.len()];
-        let replays = seen_before(&mut tx, batch).await?;
         let mut inserted = 0;
-        if replays.is_empty() {
-            for rows in batch.chunks(ROWS_PER_STATEMENT) {
-                inserted += insert_deliveries(&mut tx, rows, now).await?;
-            }
+        for rows in batch.chunks(ROWS_PER_STATEMENT) {
+            inserted += insert_deliveries(&mut tx, rows, now).await?;
         }
+        // Looked up only now: on SQLite a transaction that reads first and
+        // then writes fails at once, without waiting, when another
+        // connection wrote in between; one that writes first waits for
+        // the write lock.
+        let replays = seen_before(&mut tx, batch).await?;
         if replays.is_empty() && inserted == batch.len() as u64 {
             let messages: Vec<_> = batch.iter().filter(|d| d.message.is_some()).collect();
             for rows in messages.chunks(ROWS_PER_STATEMENT) {
