@@ -218,12 +218,14 @@ fn json_body<T: DeserializeOwned + Default + Send + 'static>(
         .and(warp::body::stream())
         .and_then(
             move |kind: Option<String>, length: Option<u64>, stream| async move {
-                if length.is_some_and(|l| l > MAX_BODY_BYTES) {
-                    return Err(warp::reject::custom(HttpError::TooLarge(MAX_BODY_BYTES)));
-                }
-                let body = crate::hooks::read_limited(stream, MAX_BODY_BYTES)
-                    .await
-                    .map_err(warp::reject::custom)?;
+                let body = crate::hooks::read_body(
+                    stream,
+                    length,
+                    MAX_BODY_BYTES,
+                    crate::hooks::SMALL_BODY_TIMEOUT,
+                )
+                .await
+                .map_err(warp::reject::custom)?;
                 parse_json(kind.as_deref(), &body, empty_is_default).map_err(warp::reject::custom)
             },
         )

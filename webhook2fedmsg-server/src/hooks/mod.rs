@@ -89,10 +89,15 @@ fn hook_id() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection
     })
 }
 
+/// How long the small bodies of the pages' forms and of the JSON API may
+/// take to arrive whole (408 after that), so that a client trickling one
+/// cannot hold a connection: they are at most a few KB.
+pub(crate) const SMALL_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The body, refused with 413 as soon as it is known to exceed `limit`
 /// (by its announced `length` or as it arrives), and with 408 when it has
 /// not arrived whole within `timeout`.
-async fn read_body<S, B>(
+pub(crate) async fn read_body<S, B>(
     stream: S,
     length: Option<u64>,
     limit: u64,
@@ -112,7 +117,7 @@ where
 
 /// Reads a body stream whole, refusing it with 413 once it passes `limit`
 /// bytes.
-pub(crate) async fn read_limited<S, B>(mut stream: S, limit: u64) -> Result<Bytes, HttpError>
+async fn read_limited<S, B>(mut stream: S, limit: u64) -> Result<Bytes, HttpError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: bytes::Buf,

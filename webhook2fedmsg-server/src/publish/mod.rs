@@ -66,9 +66,17 @@ pub fn from_config(config: &Config) -> anyhow::Result<Arc<dyn Publisher>> {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => std::path::Path::new("."),
         };
+        if path.is_dir() {
+            anyhow::bail!("sink.path {} is a directory, not a file", path.display());
+        }
         if !directory.is_dir() {
+            let problem = if directory.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             anyhow::bail!(
-                "sink.path {}: the directory {} does not exist",
+                "sink.path {}: {} {problem}",
                 path.display(),
                 directory.display()
             );

@@ -532,6 +532,30 @@ async fn headers_that_do_not_arrive_in_time_close_the_connection() {
     server.stop().await;
 }
 
+/// The pages' forms are read before the session is checked: a stranger
+/// trickling one gets 408 instead of holding the connection.
+#[tokio::test]
+async fn form_bodies_that_do_not_arrive_in_time_get_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = TestServer::start(Options::default()).await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /logout HTTP/1.1\r\nhost: {address}\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\nc"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut answer))
+        .await
+        .expect("an answer before the client gives up")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    server.stop().await;
+}
+
 /// Past `limits.max_connections` open connections, a new one is served
 /// only once another closes.
 #[tokio::test]
