@@ -283,10 +283,9 @@ async fn seen_before(
 ) -> sqlx::Result<HashSet<(String, String)>> {
     let mut seen = HashSet::new();
     for rows in batch.chunks(ROWS_PER_STATEMENT) {
-        let placeholders: Vec<String> = (1..=rows.len()).map(|n| super::param(conn, n)).collect();
         let sql = format!(
             "SELECT token_id, body_digest FROM seen_bodies WHERE body_digest IN ({})",
-            placeholders.join(", ")
+            super::params(conn, 1, rows.len())
         );
         let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
         for delivery in rows {

@@ -145,6 +145,14 @@ pub(crate) fn param(conn: &sqlx::AnyConnection, n: usize) -> String {
     }
 }
 
+/// `$first, $first+1, ...`: `count` parameters for `conn`, see [`param`].
+pub(crate) fn params(conn: &sqlx::AnyConnection, first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| param(conn, n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Fails with a clear message when the directory of a `sqlite:` URL's
 /// file does not exist (SQLite creates the file, not its directory, and
 /// says only "unable to open database file").

@@ -44,15 +44,6 @@ pub struct OutboxRow {
 /// How many ids one statement of [`for_ids`] names.
 const IDS_PER_STATEMENT: usize = 100;
 
-/// `$first, $first+1, ...`: `count` placeholders for `conn`, see
-/// [`super::param`].
-fn placeholders(conn: &AnyConnection, first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| super::param(conn, n))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, oldest first.
     pub async fn claim_outbox(&self, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<OutboxRow>> {
@@ -177,7 +168,7 @@ pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
         let sql = statement
             .replace("{first}", &super::param(conn, 1))
-            .replace("{ids}", &placeholders(conn, start, chunk.len()));
+            .replace("{ids}", &super::params(conn, start, chunk.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         if let Some(first) = first {
             query = query.bind(first);

@@ -266,16 +266,13 @@ impl Store {
         let mut conn = self.pool().acquire().await?;
         for chunk in hook_ids.chunks(HOOKS_PER_STATEMENT) {
             let now_param = super::param(&conn, 1);
-            let placeholders: Vec<String> = (2..chunk.len() + 2)
-                .map(|n| super::param(&conn, n))
-                .collect();
             let sql = format!(
                 "SELECT {}, s.sealed, s.expires_at FROM tokens t \
                  LEFT JOIN token_secrets s ON s.token_id = t.id \
                  AND (s.expires_at IS NULL OR s.expires_at > {now_param}) \
                  WHERE t.hook_id IN ({})",
                 columns.join(", "),
-                placeholders.join(", ")
+                super::params(&conn, 2, chunk.len())
             );
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now);
             for hook_id in chunk {
