@@ -214,21 +214,10 @@ fn json_body<T: DeserializeOwned + Default + Send + 'static>(
     empty_is_default: bool,
 ) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("content-type")
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and_then(
-            move |kind: Option<String>, length: Option<u64>, stream| async move {
-                let body = crate::hooks::read_body(
-                    stream,
-                    length,
-                    MAX_BODY_BYTES,
-                    crate::hooks::SMALL_BODY_TIMEOUT,
-                )
-                .await
-                .map_err(warp::reject::custom)?;
-                parse_json(kind.as_deref(), &body, empty_is_default).map_err(warp::reject::custom)
-            },
-        )
+        .and(crate::hooks::small_body(MAX_BODY_BYTES))
+        .and_then(move |kind: Option<String>, body: bytes::Bytes| async move {
+            parse_json(kind.as_deref(), &body, empty_is_default).map_err(warp::reject::custom)
+        })
 }
 
 fn parse_json<T: DeserializeOwned + Default>(

@@ -92,12 +92,26 @@ fn hook_id() -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection
 /// How long the small bodies of the pages' forms and of the JSON API may
 /// take to arrive whole (408 after that), so that a client trickling one
 /// cannot hold a connection: they are at most a few KB.
-pub(crate) const SMALL_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const SMALL_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A small body (a form, an API request) of at most `limit` bytes (413
+/// past it), arrived whole within [`SMALL_BODY_TIMEOUT`] (408 after it).
+pub(crate) fn small_body(
+    limit: u64,
+) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, stream| async move {
+            read_body(stream, length, limit, SMALL_BODY_TIMEOUT)
+                .await
+                .map_err(warp::reject::custom)
+        })
+}
 
 /// The body, refused with 413 as soon as it is known to exceed `limit`
 /// (by its announced `length` or as it arrives), and with 408 when it has
 /// not arrived whole within `timeout`.
-pub(crate) async fn read_body<S, B>(
+async fn read_body<S, B>(
     stream: S,
     length: Option<u64>,
     limit: u64,

@@ -65,10 +65,9 @@ async fn look_up(app: &App, kind: Kind, hook_id: &str) -> Result<Option<Hook>, H
     app.hooks
         .hook(kind.name(), hook_id)
         .await
-        .map_err(|error| match error {
-            LookupError::Database => HttpError::Unavailable,
-            LookupError::Stopped => HttpError::Unavailable,
-        })
+        // Either way (the database failed, which the reader logged, or
+        // the server is stopping) the sender should come back later.
+        .map_err(|_: LookupError| HttpError::Unavailable)
 }
 
 fn no_such_hook() -> HttpError {

@@ -183,26 +183,16 @@ async fn reject(
     work.await.map_err(warp::reject::custom)
 }
 
-/// A form body of at most [`MAX_FORM_BYTES`], arrived whole within
-/// [`crate::hooks::SMALL_BODY_TIMEOUT`]: it is read before the session is
+/// A form body of at most [`MAX_FORM_BYTES`], with a deadline
+/// ([`crate::hooks::small_body`]): it is read before the session is
 /// checked, so a stranger must not be able to hold the connection with it.
 fn form<T: serde::de::DeserializeOwned + Send>()
 -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(|length: Option<u64>, stream| async move {
-            let body = crate::hooks::read_body(
-                stream,
-                length,
-                MAX_FORM_BYTES,
-                crate::hooks::SMALL_BODY_TIMEOUT,
-            )
-            .await
-            .map_err(warp::reject::custom)?;
-            serde_urlencoded::from_bytes::<T>(&body).map_err(|e| {
-                warp::reject::custom(HttpError::BadRequest(format!("the form is not valid: {e}")))
-            })
+    crate::hooks::small_body(MAX_FORM_BYTES).and_then(|body: bytes::Bytes| async move {
+        serde_urlencoded::from_bytes::<T>(&body).map_err(|e| {
+            warp::reject::custom(HttpError::BadRequest(format!("the form is not valid: {e}")))
         })
+    })
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
