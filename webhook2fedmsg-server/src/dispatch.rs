@@ -136,18 +136,22 @@ impl Dispatcher {
         if rows.is_empty() {
             return Round::Idle;
         }
-        let outgoing: Vec<Outgoing> = rows.iter().map(|row| self.outgoing(row)).collect();
+        let outgoing: Vec<Outgoing> = rows.iter_mut().map(|row| self.outgoing(row)).collect();
         let results = self.publisher.publish(&outgoing).await;
         self.settle(&rows, results, state).await
     }
 
-    fn outgoing(&self, row: &OutboxRow) -> Outgoing {
+    /// The message a row holds, ready to go. Takes the row's body, the
+    /// bulk of its memory, rather than copying it: once handed to the
+    /// publisher a row is only settled (by id), and a retry reads the body
+    /// from the outbox again.
+    fn outgoing(&self, row: &mut OutboxRow) -> Outgoing {
         Outgoing {
             // Ids are written by this server as UUIDs; a row edited by hand
             // into something else still goes out, under a fresh id.
             id: Uuid::parse_str(&row.message_id).unwrap_or_else(|_| Uuid::new_v4()),
             routing_key: routing_key(&self.topic_prefix, &row.topic),
-            body: row.body.clone(),
+            body: std::mem::take(&mut row.body),
             headers: parse_headers(&row.headers),
         }
     }

@@ -9,6 +9,15 @@ use webhook2fedmsg_core::Kind;
 use webhook2fedmsg_server::cli;
 use webhook2fedmsg_server::config::Config;
 
+/// mimalloc rather than glibc's allocator: a webhook's body is copied
+/// and freed on several threads (the HTTP workers, the database and broker
+/// threads), where glibc's arenas spent about a tenth of the server's CPU
+/// (load benchmark, SQLite: 3,700 -> 4,500-4,800 accepted/s). Version 2,
+/// without transparent huge pages: it hands freed memory back sooner, and
+/// huge pages would round the resident size up in 2 MB steps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Receive webhooks and publish them to Fedora Messaging.
 #[derive(Parser)]
 #[command(name = "webhook2fedmsg", version)]
