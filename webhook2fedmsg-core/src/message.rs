@@ -117,6 +117,11 @@ impl Message {
         &self.body
     }
 
+    /// The JSON body, taken out of the message.
+    pub fn into_body(self) -> String {
+        self.body
+    }
+
     /// The Fedora usernames the schema class reports for this message.
     pub fn usernames(&self) -> &[String] {
         &self.usernames

@@ -84,7 +84,14 @@ pub async fn receive(
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
     app.metrics.received(kind.name());
-    let delivery = Delivery::new(header_pairs(&headers), body.to_vec());
+    // Takes the buffer over when this is its only owner, rather than
+    // copying the body, unless the buffer is much larger than the body
+    // (a connection's read buffer): the delivery is held until stored.
+    let mut body = Vec::from(body);
+    if body.capacity() > body.len() + body.len() / 4 {
+        body.shrink_to_fit();
+    }
+    let delivery = Delivery::new(header_pairs(&headers), body);
     let span = tracing::info_span!("webhook", webhook.service = kind.name());
     let result = handle(&app, kind, token, &delivery).instrument(span).await;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -296,6 +303,7 @@ async fn queued(app: &App, token: &Token, event: Event, digest: String, now: i64
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
     let message = event.into_message(agent.as_deref(), uuid::Uuid::new_v4(), sent_at);
     let headers = serde_json::to_string(&message.headers()).unwrap_or_else(|_| "{}".into());
+    let message_id = message.id().to_string();
     NewDelivery {
         id: NewDelivery::new_id(),
         token_id: token.id.clone(),
@@ -303,8 +311,8 @@ async fn queued(app: &App, token: &Token, event: Event, digest: String, now: i64
         body_digest: digest,
         topic,
         message: Some(Accepted {
-            message_id: message.id().to_string(),
-            body: message.body().to_string(),
+            message_id,
+            body: message.into_body(),
             headers,
         }),
         skip_reason: None,
