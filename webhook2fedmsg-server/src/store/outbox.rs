@@ -46,6 +46,9 @@ const IDS_PER_STATEMENT: usize = 100;
 
 impl Store {
     /// Claims up to `limit` due messages for `lease_ms`, oldest first.
+    ///
+    /// Known gap: the batch is bounded in rows, not bytes, so a backlog of
+    /// large messages is read `limit` large bodies at a time.
     pub async fn claim_outbox(&self, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<OutboxRow>> {
         let now = now_ms();
         let lock = match self.backend() {
