@@ -417,10 +417,16 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
 #[tokio::test]
 async fn the_outbox_upgrade_keeps_queued_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("up.db").display());
-    for url in [sqlite, fresh_postgres().await] {
+    for url in both_databases(dir.path()).await {
         upgrade_keeps_queued_messages(&url).await;
     }
+}
+
+/// A new SQLite file in `dir` and a new PostgreSQL database, for a test
+/// that runs on both.
+async fn both_databases(dir: &std::path::Path) -> [String; 2] {
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+    [sqlite, fresh_postgres().await]
 }
 
 async fn upgrade_keeps_queued_messages(url: &str) {
@@ -501,8 +507,7 @@ async fn upgrade_keeps_queued_messages(url: &str) {
 #[tokio::test]
 async fn published_bodies_stay_duplicates_after_the_dedupe_window() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite://{}", dir.path().join("r.db").display());
-    for url in [sqlite, fresh_postgres().await] {
+    for url in both_databases(dir.path()).await {
         replays_after_the_window(&url).await;
     }
 }
