@@ -463,7 +463,7 @@ impl<'de> Visitor<'de> for Strict {
 
 #[cfg(test)]
 mod tests {
-    use super::{brackets, may_have_huge_number};
+    use super::{brackets, has_surrogate_escape, may_have_huge_number};
 
     #[test]
     fn long_runs_of_digits_are_found_wherever_they_start() {
@@ -484,6 +484,27 @@ mod tests {
             assert!(may_have_huge_number(text.as_bytes()), "offset {offset}");
             let hash = format!("{{\"a\":{pad}\"1e5\"}}");
             assert!(!may_have_huge_number(hash.as_bytes()), "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn surrogate_escapes_are_found_at_every_position() {
+        for offset in 0..130 {
+            let pad = " ".repeat(offset);
+            for escape in [r"\ud800", r"\uDBFF", r"\uDc00", r"\udfff"] {
+                let text = format!("{{\"a\":\"{pad}{escape}\"}}");
+                assert!(
+                    has_surrogate_escape(text.as_bytes()),
+                    "{escape} at {offset}"
+                );
+            }
+            for escape in [r"\u00e9", r"\ud7ff", r"\ue000", r"\n", r"\\"] {
+                let text = format!("{{\"a\":\"{pad}{escape}\"}}");
+                assert!(
+                    !has_surrogate_escape(text.as_bytes()),
+                    "{escape} at {offset}"
+                );
+            }
         }
     }
 
