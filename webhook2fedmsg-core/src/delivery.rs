@@ -107,6 +107,14 @@ impl Delivery {
         }
     }
 
+    /// The same headers with this body: a receiver can check the headers
+    /// (see [`crate::Service::check_signature_headers`]) before it reads
+    /// the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
     /// The exact body bytes, as signed by the sender.
     pub fn body(&self) -> &[u8] {
         &self.body

@@ -109,21 +109,7 @@ pub fn verify(
     secrets: &[Secret],
     now: i64,
 ) -> Result<(), SignatureError> {
-    // Parse every header first: a malformed or duplicated header is refused
-    // whatever the secrets are.
-    let mut present = Vec::with_capacity(policy.checks.len());
-    for &check in policy.checks {
-        if let Some(parsed) = parse(check, delivery, now)? {
-            present.push((check, parsed));
-        }
-    }
-    if !present
-        .iter()
-        .any(|(check, _)| (policy.is_required)(*check))
-    {
-        return Err(missing(policy, &present));
-    }
-
+    let present = parse_headers(policy, delivery, now)?;
     let mut usable = secrets.iter().filter(|s| !s.is_empty()).peekable();
     if usable.peek().is_none() {
         return Err(SignatureError::NoSecret);
@@ -145,6 +131,38 @@ pub fn verify(
     Err(SignatureError::Mismatch(
         first_failure.unwrap_or("signature"),
     ))
+}
+
+/// Checks what [`verify`] checks of the headers alone: that a required
+/// signature header is present, that each one present is well formed and
+/// sent once, and that a signed timestamp is recent. Neither the body nor
+/// a secret is needed, so a receiver can refuse such a delivery before
+/// reading its body.
+pub fn check_headers(policy: &Policy, delivery: &Delivery, now: i64) -> Result<(), SignatureError> {
+    parse_headers(policy, delivery, now).map(drop)
+}
+
+/// Parses every signature header of the policy: a malformed or duplicated
+/// header is refused whatever the secrets are.
+fn parse_headers(
+    policy: &Policy,
+    delivery: &Delivery,
+    now: i64,
+) -> Result<Vec<(Check, Parsed)>, SignatureError> {
+    let mut present = Vec::with_capacity(policy.checks.len());
+    for &check in policy.checks {
+        if let Some(parsed) = parse(check, delivery, now)? {
+            present.push((check, parsed));
+        }
+    }
+    if present
+        .iter()
+        .any(|(check, _)| (policy.is_required)(*check))
+    {
+        Ok(present)
+    } else {
+        Err(missing(policy, &present))
+    }
 }
 
 fn missing(policy: &Policy, present: &[(Check, Parsed)]) -> SignatureError {

@@ -51,6 +51,10 @@ impl Service for Discourse {
         signature::verify(&POLICY, delivery, secrets, now)
     }
 
+    fn check_signature_headers(&self, delivery: &Delivery, now: i64) -> Result<(), SignatureError> {
+        signature::check_headers(&POLICY, delivery, now)
+    }
+
     fn decode(&self, delivery: &Delivery, _context: &Context) -> Result<Event, DeliveryError> {
         let event_type = delivery.required_header("x-discourse-event-type")?;
         let event = delivery.required_header("x-discourse-event")?;

@@ -47,6 +47,10 @@ impl Service for Gitea {
         signature::verify(&POLICY, delivery, secrets, now)
     }
 
+    fn check_signature_headers(&self, delivery: &Delivery, now: i64) -> Result<(), SignatureError> {
+        signature::check_headers(&POLICY, delivery, now)
+    }
+
     fn decode(&self, delivery: &Delivery, _context: &Context) -> Result<Event, DeliveryError> {
         forgejo::decode_gitea_style(Kind::Gitea, &NAMES, delivery)
     }

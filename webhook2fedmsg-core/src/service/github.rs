@@ -87,6 +87,10 @@ impl Service for Github {
         signature::verify(&POLICY, delivery, secrets, now)
     }
 
+    fn check_signature_headers(&self, delivery: &Delivery, now: i64) -> Result<(), SignatureError> {
+        signature::check_headers(&POLICY, delivery, now)
+    }
+
     fn decode(&self, delivery: &Delivery, _context: &Context) -> Result<Event, DeliveryError> {
         let event = delivery.required_header("x-github-event")?;
         topic::check_word("X-GitHub-Event", event)?;

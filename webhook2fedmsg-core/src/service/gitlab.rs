@@ -79,6 +79,10 @@ impl Service for Gitlab {
         signature::verify(&POLICY, delivery, secrets, now)
     }
 
+    fn check_signature_headers(&self, delivery: &Delivery, now: i64) -> Result<(), SignatureError> {
+        signature::check_headers(&POLICY, delivery, now)
+    }
+
     fn decode(&self, delivery: &Delivery, _context: &Context) -> Result<Event, DeliveryError> {
         let header = delivery.required_header("x-gitlab-event")?;
         let event = event_word(header);

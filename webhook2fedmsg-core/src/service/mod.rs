@@ -51,6 +51,14 @@ pub trait Service: Send + Sync + 'static {
         now: i64,
     ) -> Result<(), SignatureError>;
 
+    /// Checks the signature headers alone, without the body or the
+    /// secrets: a delivery this refuses, [`Service::verify`] refuses with
+    /// the same error whatever its body, so a receiver may call this before
+    /// reading the body.
+    ///
+    /// `now` is the current time in Unix seconds, for timestamped schemes.
+    fn check_signature_headers(&self, delivery: &Delivery, now: i64) -> Result<(), SignatureError>;
+
     /// Decodes a verified delivery into an [`Event`].
     fn decode(&self, delivery: &Delivery, context: &Context) -> Result<Event, DeliveryError>;
 }

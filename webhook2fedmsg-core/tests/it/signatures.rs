@@ -773,3 +773,68 @@ fn error_texts_never_contain_the_secret_or_the_expected_mac() {
         }
     }
 }
+
+/// Whether a signature error is about the headers alone.
+fn is_about_headers(error: &SignatureError) -> bool {
+    !matches!(
+        error,
+        SignatureError::Mismatch(_) | SignatureError::NoSecret
+    )
+}
+
+#[test]
+fn the_header_check_refuses_without_the_body_what_verify_refuses_for_its_headers() {
+    let secret = "hunter2-very-secret";
+    let mut cases = failing_deliveries(secret);
+    let body = push_body();
+    let good = hub_sha256(secret, &body);
+    cases.extend([
+        (
+            Kind::Github,
+            github_with(
+                &[
+                    ("X-Hub-Signature-256", &good),
+                    ("X-Hub-Signature-256", &good),
+                ],
+                body.clone(),
+            ),
+        ),
+        (
+            Kind::Github,
+            github_with(
+                &[
+                    ("X-Hub-Signature-256", &good),
+                    ("X-Hub-Signature", "md5=00"),
+                ],
+                body.clone(),
+            ),
+        ),
+        (Kind::Forgejo, forgejo_action_run(&[], &body)),
+        (Kind::Discourse, discourse_post("sha256=", body.clone())),
+    ]);
+    let mut refused = 0;
+    for (kind, delivery) in cases {
+        let service = kind.service();
+        let verified = service.verify(&delivery, &secrets(&[secret]), NOW);
+        let headers_only = delivery.clone().with_body(Vec::new());
+        let checked = service.check_signature_headers(&headers_only, NOW);
+        match verified {
+            Err(error) if is_about_headers(&error) => {
+                refused += 1;
+                assert_eq!(checked, Err(error), "{kind}");
+            }
+            _ => assert_eq!(checked, Ok(()), "{kind}: {verified:?}"),
+        }
+    }
+    assert!(refused >= 8, "only {refused} cases are about headers");
+}
+
+#[test]
+fn the_header_check_passes_every_signed_fixture() {
+    for path in support::fixture_paths() {
+        let kind = support::kind_of(&path);
+        let headers_only = support::signed(&path).with_body(Vec::new());
+        let checked = kind.service().check_signature_headers(&headers_only, NOW);
+        assert_eq!(checked, Ok(()), "{}", path.display());
+    }
+}
