@@ -174,6 +174,11 @@ pub struct LimitsConfig {
     /// The most client connections open at once; past it, new ones wait
     /// in the listen backlog until one closes. Default 1024.
     pub max_connections: u32,
+    /// The most bytes of webhook bodies held at once, from before a body
+    /// is read until it is stored; a webhook that finds no room for its
+    /// body within a few seconds gets 503 with `Retry-After`. At least
+    /// `max_body_bytes`. Default 256 MiB.
+    pub max_inflight_body_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -183,6 +188,7 @@ impl Default for LimitsConfig {
             body_timeout_seconds: 60,
             header_timeout_seconds: 30,
             max_connections: 1024,
+            max_inflight_body_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -398,6 +404,9 @@ impl Config {
         }
         if self.limits.max_body_bytes == 0 {
             bail!("limits.max_body_bytes must be positive");
+        }
+        if self.limits.max_inflight_body_bytes < self.limits.max_body_bytes {
+            bail!("limits.max_inflight_body_bytes must be at least limits.max_body_bytes");
         }
         if self.limits.body_timeout_seconds == 0 {
             bail!("limits.body_timeout_seconds must be positive");

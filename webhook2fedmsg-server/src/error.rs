@@ -87,6 +87,10 @@ pub enum HttpError {
     /// The database or another part is away: nothing was stored.
     #[error("the service is temporarily unavailable, nothing was stored: retry later")]
     Unavailable,
+    /// The server holds as many webhook bodies as it may
+    /// (`limits.max_inflight_body_bytes`): nothing was read or stored.
+    #[error("the server is busy receiving other webhooks, nothing was stored: retry later")]
+    Busy,
     /// A bug or an unexpected failure; the detail is in the log.
     #[error("internal error")]
     Internal,
@@ -119,7 +123,7 @@ impl HttpError {
             HttpError::LoginFailed(_) => StatusCode::BAD_REQUEST,
             HttpError::LoginNotConfigured => StatusCode::NOT_FOUND,
             HttpError::ProviderUnavailable => StatusCode::BAD_GATEWAY,
-            HttpError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Unavailable | HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +156,7 @@ impl HttpError {
             HttpError::LoginNotConfigured => "login_not_configured",
             HttpError::ProviderUnavailable => "provider_unavailable",
             HttpError::Unavailable => "unavailable",
+            HttpError::Busy => "busy",
             HttpError::Internal => "internal_error",
         }
     }
@@ -159,6 +164,12 @@ impl HttpError {
     /// The JSON response.
     pub fn into_response(&self) -> Response {
         let mut response = json_error(self.status(), self.code(), &self.to_string());
+        if matches!(self, HttpError::Busy) {
+            response.headers_mut().insert(
+                warp::http::header::RETRY_AFTER,
+                warp::http::HeaderValue::from_static("5"),
+            );
+        }
         if self.status() == StatusCode::UNAUTHORIZED
             && matches!(
                 self,

@@ -69,6 +69,8 @@ pub struct App {
     pub publisher: Arc<dyn Publisher>,
     /// Carries accepted messages from the writer to the dispatcher.
     pub handoff: Arc<Handoff>,
+    /// The room for webhook bodies being received.
+    pub body_budget: hooks::BodyBudget,
     /// Counters and gauges.
     pub metrics: Arc<Metrics>,
     /// The OpenID Connect provider people log in with, if configured.
@@ -100,6 +102,7 @@ impl App {
             writer: Writer::start(store.clone(), handoff.clone()),
             hooks: HookReader::start(store.clone()),
             handoff,
+            body_budget: hooks::BodyBudget::new(config.limits.max_inflight_body_bytes),
             config,
             store,
             secrets,

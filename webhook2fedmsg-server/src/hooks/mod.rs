@@ -3,7 +3,9 @@
 //! The filters here do routing and extraction only: the service from the
 //! path, the headers, and the body read up to the configured limit (a
 //! larger body gets 413 before it is read whole, whether its length is
-//! announced or it arrives chunked). [`receive`] does the work. A trailing
+//! announced or it arrives chunked). Before the body is read, the token's
+//! state and the signature headers are checked, and room for the body is
+//! reserved in the [`BodyBudget`]. [`receive`] does the work. A trailing
 //! slash is accepted, never redirected; no CORS headers are sent.
 
 use std::sync::Arc;
@@ -13,13 +15,16 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use warp::Filter;
 use warp::http::HeaderMap;
-use webhook2fedmsg_core::Kind;
+use webhook2fedmsg_core::{Delivery, Kind};
 
 use crate::App;
 use crate::error::HttpError;
 
+mod budget;
 mod receive;
 
+pub use budget::{BodyBudget, Reservation};
+use receive::Named;
 pub use receive::receive;
 
 /// The webhook routes.
@@ -45,23 +50,37 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and_then(
-            move |kind: Kind, token, app: Arc<App>, headers: HeaderMap, stream| async move {
-                let length = headers
-                    .get(warp::http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                // Known gap: the body is read whole before its signature
-                // can be checked, and nothing caps the bytes of all bodies
-                // in flight together: `limit` times the connection cap.
-                let body = match read_body(stream, length, limit, timeout).await {
-                    Ok(body) => body,
-                    Err(error) => {
-                        receive::refused_before_reading(&app, kind, &error);
-                        return Err(warp::reject::custom(error));
-                    }
-                };
-                receive(app, kind, token, headers, body)
-                    .await
-                    .map_err(warp::reject::custom)
+            move |kind: Kind, token: Option<Named>, app: Arc<App>, headers: HeaderMap, stream| {
+                async move {
+                    // What the body cannot change is refused before it is
+                    // read: a disabled token, missing or malformed
+                    // signature headers.
+                    let delivery = Delivery::new(header_pairs(&headers), Vec::new());
+                    let token_id = token.as_ref().map(Named::token_id);
+                    let read = match receive::check_before_reading(kind, token.as_ref(), &delivery)
+                    {
+                        Ok(()) => {
+                            let length = headers
+                                .get(warp::http::header::CONTENT_LENGTH)
+                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                            let budget = Some(&app.body_budget);
+                            read_body(stream, length, limit, timeout, budget).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    // The reservation holds the body's room until it is
+                    // stored.
+                    let (body, _reservation) = match read {
+                        Ok(read) => read,
+                        Err(error) => {
+                            receive::refused_before_reading(&app, kind, token_id, &error);
+                            return Err(warp::reject::custom(error));
+                        }
+                    };
+                    receive(app, kind, token, delivery, body)
+                        .await
+                        .map_err(warp::reject::custom)
+                }
             },
         )
 }
@@ -105,21 +124,25 @@ pub(crate) fn small_body(
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |length: Option<u64>, stream| async move {
-            read_body(stream, length, limit, SMALL_BODY_TIMEOUT)
-                .await
-                .map_err(warp::reject::custom)
+            match read_body(stream, length, limit, SMALL_BODY_TIMEOUT, None).await {
+                Ok((body, _)) => Ok(body),
+                Err(error) => Err(warp::reject::custom(error)),
+            }
         })
 }
 
 /// The body, refused with 413 as soon as it is known to exceed `limit`
 /// (by its announced `length` or as it arrives), and with 408 when it has
-/// not arrived whole within `timeout`.
+/// not arrived whole within `timeout`. With a `budget`, room for the body
+/// is reserved before it is read (503 when there is none), and returned
+/// with it.
 async fn read_body<S, B>(
     stream: S,
     length: Option<u64>,
     limit: u64,
     timeout: Duration,
-) -> Result<Bytes, HttpError>
+    budget: Option<&BodyBudget>,
+) -> Result<(Bytes, Reservation), HttpError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: bytes::Buf,
@@ -127,24 +150,38 @@ where
     if length.is_some_and(|l| l > limit) {
         return Err(HttpError::TooLarge(limit));
     }
-    tokio::time::timeout(timeout, read_limited(stream, limit))
+    tokio::time::timeout(timeout, read_limited(stream, length, limit, budget))
         .await
         .unwrap_or(Err(HttpError::BodyTimeout(timeout.as_secs())))
 }
 
 /// Reads a body stream whole, refusing it with 413 once it passes `limit`
-/// bytes.
-async fn read_limited<S, B>(mut stream: S, limit: u64) -> Result<Bytes, HttpError>
+/// bytes, and keeping room for it in the `budget`: its announced `length`
+/// at once, or step by step as it arrives.
+async fn read_limited<S, B>(
+    mut stream: S,
+    length: Option<u64>,
+    limit: u64,
+    budget: Option<&BodyBudget>,
+) -> Result<(Bytes, Reservation), HttpError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: bytes::Buf,
 {
+    let mut reservation = Reservation::default();
+    if let (Some(budget), Some(length)) = (budget, length) {
+        budget.grow(&mut reservation, length, limit).await?;
+    }
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let mut chunk =
             chunk.map_err(|e| HttpError::BadRequest(format!("cannot read the body: {e}")))?;
-        if (body.len() + chunk.remaining()) as u64 > limit {
+        let size = (body.len() + chunk.remaining()) as u64;
+        if size > limit {
             return Err(HttpError::TooLarge(limit));
+        }
+        if let Some(budget) = budget {
+            budget.grow(&mut reservation, size, limit).await?;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -153,7 +190,7 @@ where
             chunk.advance(n);
         }
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), reservation))
 }
 
 /// Header pairs for the core; values that are not UTF-8 are read lossily

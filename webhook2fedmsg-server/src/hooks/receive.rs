@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::json;
 use tracing::Instrument as _;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::{Reply as _, Response};
 use webhook2fedmsg_core::{Context, Delivery, Event, Kind, Secret};
 
-use super::header_pairs;
 use crate::App;
 use crate::crypto::sha256_hex;
 use crate::error::HttpError;
@@ -30,6 +29,31 @@ pub struct Named {
     read_at: Instant,
 }
 
+impl Named {
+    /// The token's id, for log lines.
+    pub fn token_id(&self) -> &str {
+        &self.hook.token.id
+    }
+}
+
+/// Refuses, from its headers alone, a delivery that its body cannot make
+/// acceptable: on a disabled token, with missing or malformed signature
+/// headers, or to a service that signs nothing without a hook id.
+pub fn check_before_reading(
+    kind: Kind,
+    named: Option<&Named>,
+    headers: &Delivery,
+) -> Result<(), HttpError> {
+    match named {
+        Some(named) if !named.hook.token.is_enabled() => return Err(HttpError::TokenDisabled),
+        None if kind == Kind::Pretix => return Err(HttpError::UnsignedService(kind.name())),
+        _ => {}
+    }
+    kind.service()
+        .check_signature_headers(headers, now_ms() / 1000)
+        .map_err(HttpError::from)
+}
+
 /// The token a hook id names, with its secrets, looked up before the body
 /// is read: `None` for `POST /<service>`, which names none; 404 for an
 /// unknown hook.
@@ -46,19 +70,20 @@ pub async fn named_token(
         Some(hook) => Ok(Some(Named { hook, read_at })),
         None => {
             let error = no_such_hook();
-            refused_before_reading(app, kind, &error);
+            refused_before_reading(app, kind, None, &error);
             Err(error)
         }
     }
 }
 
 /// Counts and logs a delivery refused before its body was read whole
-/// (unknown hook, body too large, too slow or broken).
-pub fn refused_before_reading(app: &App, kind: Kind, error: &HttpError) {
+/// (unknown hook, disabled token, bad signature headers, no room, body too
+/// large, too slow or broken).
+pub fn refused_before_reading(app: &App, kind: Kind, token_id: Option<&str>, error: &HttpError) {
     app.metrics.received(kind.name());
     app.metrics.reject(kind.name(), error.code());
-    tracing::info!(webhook.service = kind.name(), outcome = "rejected", reason = %error,
-        status = error.status().as_u16(), "webhook rejected");
+    tracing::info!(webhook.service = kind.name(), token.id = token_id, outcome = "rejected",
+        reason = %error, status = error.status().as_u16(), "webhook rejected");
 }
 
 async fn look_up(app: &App, kind: Kind, hook_id: &str) -> Result<Option<Hook>, HttpError> {
@@ -74,12 +99,13 @@ fn no_such_hook() -> HttpError {
     HttpError::NotFound("no such webhook: check the URL")
 }
 
-/// Handles `POST /<service>[/<hook-id>]`, with the token the hook id named.
+/// Handles `POST /<service>[/<hook-id>]`, with the token the hook id named,
+/// the delivery's headers (a [`Delivery`] without its body) and its body.
 pub async fn receive(
     app: Arc<App>,
     kind: Kind,
     token: Option<Named>,
-    headers: HeaderMap,
+    headers: Delivery,
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let started = Instant::now();
@@ -91,7 +117,7 @@ pub async fn receive(
     if body.capacity() > body.len() + body.len() / 4 {
         body.shrink_to_fit();
     }
-    let delivery = Delivery::new(header_pairs(&headers), body);
+    let delivery = headers.with_body(body);
     let span = tracing::info_span!("webhook", webhook.service = kind.name());
     let result = handle(&app, kind, token, &delivery).instrument(span).await;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -315,6 +315,7 @@ async fn announced_oversized_body_gets_413_before_it_is_read() {
         .post(&url)
         .header("content-type", "application/json")
         .header("x-github-event", "push")
+        .header("x-hub-signature-256", UNCHECKED_SIGNATURE)
         .body(body)
         .send()
         .await;
@@ -344,6 +345,7 @@ async fn chunked_body_growing_past_the_limit_gets_413() {
     let response = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
+        .header("x-hub-signature-256", UNCHECKED_SIGNATURE)
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await
@@ -352,25 +354,163 @@ async fn chunked_body_growing_past_the_limit_gets_413() {
     server.stop().await;
 }
 
-/// Sends the head of a POST announcing `length` bytes, and `sent` of them,
-/// then returns the status line of the answer (empty if none came within
-/// ten seconds).
+/// A well-formed `X-Hub-Signature-256` that matches no secret: it passes
+/// the checks made before the body is read, and fails once it is.
+const UNCHECKED_SIGNATURE: &str =
+    "sha256=0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Sends the head of a POST announcing `length` bytes, with a well-formed
+/// signature header, and `sent` of them, then returns the status line of
+/// the answer (empty if none came within ten seconds).
 async fn answer_to_a_partial_post(base: &str, path: &str, length: usize, sent: usize) -> String {
+    let (answer, _stream) = partial_post(base, path, length, sent, Some(UNCHECKED_SIGNATURE)).await;
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// Like [`answer_to_a_partial_post`], with the signature header given
+/// (or none); returns the whole answer as far as it came, and the
+/// connection, still open.
+async fn partial_post(
+    base: &str,
+    path: &str,
+    length: usize,
+    sent: usize,
+    signature: Option<&str>,
+) -> (String, tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         x-github-event: push\r\ncontent-length: {length}\r\n"
+    );
+    if let Some(signature) = signature {
+        head.push_str(&format!("x-hub-signature-256: {signature}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b' '; sent]).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await;
+    let n = read.map_or(0, |n| n.unwrap_or(0));
+    (String::from_utf8_lossy(&answer[..n]).into_owned(), stream)
+}
+
+/// Starts a POST that announces `length` bytes and sends none of them,
+/// without waiting for an answer: it holds room in the server's budget for
+/// bodies until the connection is closed.
+async fn stalled_post(base: &str, path: &str, length: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
 
     let address = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
-         x-github-event: push\r\ncontent-length: {length}\r\n\r\n"
+         x-github-event: push\r\nx-hub-signature-256: {UNCHECKED_SIGNATURE}\r\n\
+         content-length: {length}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&vec![b' '; sent]).await.unwrap();
-    let mut answer = vec![0; 1024];
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await;
-    let n = read.map_or(0, |n| n.unwrap_or(0));
-    let text = String::from_utf8_lossy(&answer[..n]).into_owned();
-    text.lines().next().unwrap_or_default().to_string()
+    stream
+}
+
+/// A delivery without a signature header, or with a malformed one, or on
+/// a disabled token, is refused before its body arrives: without a secret,
+/// a sender cannot make the server read its uploads.
+#[tokio::test]
+async fn unsigned_deliveries_are_refused_before_their_body_arrives() {
+    let server = TestServer::start(Options::default()).await;
+    let (token, _, url) = server.token("user-a", "github", None).await;
+    let path = url.trim_start_matches(&server.base).to_string();
+    for (signature, status, code) in [
+        (None, "401 Unauthorized", "invalid_signature"),
+        (Some("sha256=abc"), "401 Unauthorized", "invalid_signature"),
+        (Some("sha1=abc"), "401 Unauthorized", "invalid_signature"),
+    ] {
+        for path in [path.as_str(), "/github"] {
+            let (answer, _) = partial_post(&server.base, path, 1 << 20, 0, signature).await;
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{signature:?} {path}: {answer}"
+            );
+            assert!(answer.contains(code), "{signature:?} {path}: {answer}");
+        }
+    }
+    let (answer, _) = partial_post(&server.base, "/pretix", 1 << 20, 0, None).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("hook_url_required"), "{answer}");
+
+    server
+        .app
+        .store
+        .set_token_enabled(&token.id, false)
+        .await
+        .unwrap();
+    let (answer, _) =
+        partial_post(&server.base, &path, 1 << 20, 0, Some(UNCHECKED_SIGNATURE)).await;
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+    assert!(answer.contains("token_disabled"), "{answer}");
+    server.stop().await;
+}
+
+/// Bodies in flight together are capped by `limits.max_inflight_body_bytes`:
+/// past it, a delivery waits a little for room, then gets 503 with
+/// `Retry-After` without its body being read; once room is given back,
+/// deliveries are accepted again.
+#[tokio::test]
+async fn bodies_in_flight_past_the_budget_get_503_until_room_is_given_back() {
+    let server = TestServer::start(Options {
+        max_body_bytes: Some(1 << 20),
+        max_inflight_body_bytes: Some(1 << 20),
+        ..Options::default()
+    })
+    .await;
+    let (_, secret, url) = server.token("user-a", "github", None).await;
+    let path = url.trim_start_matches(&server.base).to_string();
+
+    // A stalled upload that announced 700 KiB holds that much room.
+    let stalled = stalled_post(&server.base, &path, 700 * 1024).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // (None of its body is sent: the server does not read it.)
+    let (answer, _) = partial_post(
+        &server.base,
+        &path,
+        400 * 1024,
+        0,
+        Some(UNCHECKED_SIGNATURE),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"busy\""), "{answer}");
+    // A small delivery still fits beside the stalled one.
+    let (status, _) = post(&url, &signed_fixture(&push(), &secret)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Closing the stalled upload gives its room back.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (answer, _) = partial_post(
+        &server.base,
+        &path,
+        900 * 1024,
+        900 * 1024,
+        Some(UNCHECKED_SIGNATURE),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "read and checked: {answer}"
+    );
+    assert_eq!(
+        server.app.body_budget.available(),
+        1 << 20,
+        "all room is given back"
+    );
+    server.stop().await;
 }
 
 /// An unknown hook URL is refused before its body is read: a stranger's

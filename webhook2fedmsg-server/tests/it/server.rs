@@ -40,6 +40,8 @@ pub struct Options {
     pub topic_prefix: String,
     /// The body limit, when not the default.
     pub max_body_bytes: Option<u64>,
+    /// The room for bodies in flight, when not the default.
+    pub max_inflight_body_bytes: Option<u64>,
     /// The time a body may take, when not the default.
     pub body_timeout_seconds: Option<u64>,
     /// The time headers may take, when not the default.
@@ -57,6 +59,7 @@ impl Default for Options {
             amqp_url: None,
             topic_prefix: String::new(),
             max_body_bytes: None,
+            max_inflight_body_bytes: None,
             body_timeout_seconds: None,
             header_timeout_seconds: None,
             max_connections: None,
@@ -192,6 +195,9 @@ pub fn config(dir: &Path, options: &Options, address: std::net::SocketAddr) -> C
     }
     if let Some(limit) = options.max_body_bytes {
         config.limits.max_body_bytes = limit;
+    }
+    if let Some(limit) = options.max_inflight_body_bytes {
+        config.limits.max_inflight_body_bytes = limit;
     }
     config
 }
