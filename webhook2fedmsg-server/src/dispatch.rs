@@ -26,6 +26,9 @@ use crate::store::{Store, now_ms};
 
 /// Messages published per round.
 const BATCH: usize = 500;
+/// The most bytes of bodies one claim of due messages reads (a message
+/// larger than this is claimed alone).
+const CLAIM_BYTES: i64 = 64 * 1024 * 1024;
 /// How often the outbox is looked at for due rows, when nothing asks
 /// sooner.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -121,17 +124,21 @@ impl Dispatcher {
                 return Round::Idle;
             }
             state.last_claim = Instant::now();
-            rows = match self.store.claim_outbox(BATCH as i64, LEASE_MS).await {
-                Ok(rows) => rows,
+            let claimed = self
+                .store
+                .claim_outbox(BATCH as i64, CLAIM_BYTES, LEASE_MS)
+                .await;
+            let claimed = match claimed {
+                Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::error!(%error, "cannot read the outbox");
                     return Round::DatabaseAway;
                 }
             };
-            if rows.len() == BATCH {
-                // There may be more.
+            if claimed.more {
                 self.handoff.claim_soon();
             }
+            rows = claimed.rows;
         }
         if rows.is_empty() {
             return Round::Idle;

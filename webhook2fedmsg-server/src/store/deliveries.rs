@@ -476,8 +476,11 @@ async fn write_jobs(store: &Store, handoff: &Handoff, jobs: Vec<Job>) {
             }
         }
     }
-    let messages = deliveries.iter().filter(|d| d.message.is_some()).count();
-    let handed = messages > 0 && handoff.room() >= messages;
+    let (messages, bytes) = deliveries
+        .iter()
+        .filter_map(|d| d.message.as_ref())
+        .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.body.len()));
+    let handed = messages > 0 && handoff.fits(messages, bytes);
     let accepted_at = now_ms();
     let lease_until = if handed { accepted_at + LEASE_MS } else { 0 };
     let written = store.write_batch(&deliveries, &sent, lease_until).await;

@@ -45,33 +45,30 @@ pub struct OutboxRow {
 const IDS_PER_STATEMENT: usize = 100;
 
 impl Store {
-    /// Claims up to `limit` due messages for `lease_ms`, oldest first.
-    ///
-    /// Known gap: the batch is bounded in rows, not bytes, so a backlog of
-    /// large messages is read `limit` large bodies at a time.
-    pub async fn claim_outbox(&self, limit: i64, lease_ms: i64) -> sqlx::Result<Vec<OutboxRow>> {
+    /// Claims up to `limit` due messages for `lease_ms`, oldest first, and
+    /// no more than `max_bytes` of bodies (but always the first one), so
+    /// that a backlog of large messages is read a few at a time.
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+        max_bytes: i64,
+        lease_ms: i64,
+    ) -> sqlx::Result<Claimed> {
         let now = now_ms();
-        let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            // SQLite has one writer at a time: the UPDATE itself is the lock.
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE outbox SET locked_until = $1 WHERE id IN ( \
-               SELECT id FROM outbox WHERE state = 'pending' \
-               AND next_attempt_at <= $2 AND locked_until <= $2 \
-               ORDER BY created_at LIMIT $3 {lock}) \
-             RETURNING id, message_id, topic, body, headers, attempts, created_at"
-        );
-        let mut rows: Vec<OutboxRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
-        // Row ids are time-ordered: oldest first.
-        rows.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(rows)
+        // On PostgreSQL the candidates stay locked until the claim is
+        // committed, and instances skip each other's; SQLite has one
+        // writer at a time, and a read transaction there could not become
+        // a write one while deliveries are written. Either way the UPDATE
+        // takes only rows still due and unleased.
+        if matches!(self.backend(), Backend::Postgres) {
+            let mut tx = self.pool().begin().await?;
+            let claimed = claim(&mut tx, now, limit, max_bytes, lease_ms, true).await?;
+            tx.commit().await?;
+            Ok(claimed)
+        } else {
+            let mut conn = self.pool().acquire().await?;
+            claim(&mut conn, now, limit, max_bytes, lease_ms, false).await
+        }
     }
 
     /// On SQLite, which serves one instance, makes every message claimed
@@ -145,6 +142,75 @@ impl Store {
     }
 }
 
+/// The messages one claim took.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// The rows, oldest first.
+    pub rows: Vec<OutboxRow>,
+    /// Whether more were due than were taken (the row or byte limit cut
+    /// the claim short).
+    pub more: bool,
+}
+
+async fn claim(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+    max_bytes: i64,
+    lease_ms: i64,
+    postgres: bool,
+) -> sqlx::Result<Claimed> {
+    let lock = if postgres {
+        "FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    // `octet_length` is read from the row's header on both databases,
+    // without reading the body itself.
+    // Numbered parameters, each first used in the order of its number,
+    // read the same on both databases.
+    let sql = format!(
+        "SELECT id, octet_length(body) FROM outbox WHERE state = 'pending' \
+         AND next_attempt_at <= $1 AND locked_until <= $1 \
+         ORDER BY created_at LIMIT $2 {lock}"
+    );
+    let candidates: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut total = 0;
+    let taken = candidates
+        .iter()
+        .take_while(|(_, bytes)| {
+            total += bytes;
+            total <= max_bytes || total == *bytes
+        })
+        .count();
+    let more = taken < candidates.len() || candidates.len() as i64 == limit;
+    let ids = &candidates[..taken];
+    if ids.is_empty() {
+        return Ok(Claimed::default());
+    }
+    let ids_p: Vec<String> = (3..3 + ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "UPDATE outbox SET locked_until = $1 WHERE locked_until <= $2 \
+         AND state = 'pending' AND id IN ({}) \
+         RETURNING id, message_id, topic, body, headers, attempts, created_at",
+        ids_p.join(", ")
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(now + lease_ms)
+        .bind(now);
+    for (id, _) in ids {
+        query = query.bind(id);
+    }
+    let mut rows: Vec<OutboxRow> = query.fetch_all(&mut *conn).await?;
+    // Row ids are time-ordered: oldest first.
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Claimed { rows, more })
+}
+
 /// Removes published messages (by row id) from the outbox, within the
 /// caller's transaction: their deliveries then read as published.
 pub(crate) async fn forget_sent(conn: &mut AnyConnection, row_ids: &[String]) -> sqlx::Result<()> {
@@ -184,23 +250,38 @@ pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
     Ok(())
 }
 
+/// The most bytes of message bodies a [`Handoff`] holds, unless it holds
+/// nothing else: a batch of large messages past it waits in the outbox.
+pub const HANDOFF_BYTES: usize = 64 * 1024 * 1024;
+
 /// Messages this instance wrote to the outbox, leased to it, on their way
-/// to its dispatcher in memory. Holds at most a fixed number, so that a
-/// dispatcher that cannot keep up (the broker is away) costs no more
-/// memory than that: what does not fit waits in the outbox, unleased.
+/// to its dispatcher in memory. Holds at most a fixed number, and about
+/// [`HANDOFF_BYTES`] of bodies, so that a dispatcher that cannot keep up
+/// (the broker is away) costs no more memory than that: what does not fit
+/// waits in the outbox, unleased.
 #[derive(Debug)]
 pub struct Handoff {
-    rows: Mutex<VecDeque<OutboxRow>>,
+    queue: Mutex<Queue>,
     capacity: usize,
     claim: AtomicBool,
     wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    rows: VecDeque<OutboxRow>,
+    /// The bytes of the bodies in `rows`.
+    bytes: usize,
 }
 
 impl Handoff {
     /// A hand-off holding at most `capacity` messages.
     pub fn new(capacity: usize) -> Self {
         Self {
-            rows: Mutex::new(VecDeque::with_capacity(capacity)),
+            queue: Mutex::new(Queue {
+                rows: VecDeque::with_capacity(capacity),
+                bytes: 0,
+            }),
             capacity,
             // The outbox may hold rows from before a restart.
             claim: AtomicBool::new(true),
@@ -208,24 +289,29 @@ impl Handoff {
         }
     }
 
-    fn rows(&self) -> std::sync::MutexGuard<'_, VecDeque<OutboxRow>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while holding the lock cannot leave the queue half
-        // changed: every change is one VecDeque call.
-        self.rows
+        // changed: every change is one VecDeque call and its byte count.
+        self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// How many more messages fit.
-    pub fn room(&self) -> usize {
-        self.capacity.saturating_sub(self.rows().len())
+    /// Whether `messages` more, with bodies of `bytes` in all, fit.
+    pub fn fits(&self, messages: usize, bytes: usize) -> bool {
+        let queue = self.queue();
+        queue.rows.len() + messages <= self.capacity
+            && (queue.bytes + bytes <= HANDOFF_BYTES || queue.rows.is_empty())
     }
 
-    /// Adds committed messages (callers check [`Handoff::room`] first;
+    /// Adds committed messages (callers check [`Handoff::fits`] first;
     /// a row past the capacity is still kept, never dropped) and wakes the
     /// dispatcher.
     pub fn push(&self, rows: Vec<OutboxRow>) {
-        self.rows().extend(rows);
+        let mut queue = self.queue();
+        queue.bytes += rows.iter().map(|row| row.body.len()).sum::<usize>();
+        queue.rows.extend(rows);
+        drop(queue);
         self.wake.notify_one();
     }
 
@@ -243,13 +329,50 @@ impl Handoff {
 
     /// Takes up to `max` messages, oldest first.
     pub fn take(&self, max: usize) -> Vec<OutboxRow> {
-        let mut rows = self.rows();
-        let n = max.min(rows.len());
-        rows.drain(..n).collect()
+        let mut queue = self.queue();
+        let n = max.min(queue.rows.len());
+        let rows: Vec<OutboxRow> = queue.rows.drain(..n).collect();
+        queue.bytes -= rows.iter().map(|row| row.body.len()).sum::<usize>();
+        rows
     }
 
     /// Waits until something is pushed or asked for.
     pub async fn woken(&self) {
         self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(bytes: usize) -> OutboxRow {
+        OutboxRow {
+            id: String::new(),
+            message_id: String::new(),
+            topic: String::new(),
+            body: "x".repeat(bytes),
+            headers: String::new(),
+            attempts: 0,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_handoff_holds_a_bounded_number_of_bytes() {
+        let handoff = Handoff::new(10);
+        // An empty hand-off takes one batch however large.
+        assert!(handoff.fits(1, HANDOFF_BYTES + 1));
+        handoff.push(vec![row(HANDOFF_BYTES / 2)]);
+        assert!(handoff.fits(1, HANDOFF_BYTES / 2));
+        assert!(!handoff.fits(1, HANDOFF_BYTES / 2 + 1));
+        handoff.push(vec![row(HANDOFF_BYTES / 4)]);
+        assert_eq!(handoff.take(1).len(), 1);
+        // What was taken is room again.
+        assert!(handoff.fits(1, HANDOFF_BYTES * 3 / 4));
+        assert!(!handoff.fits(1, HANDOFF_BYTES * 3 / 4 + 1));
+        // And the row count still holds.
+        assert!(!handoff.fits(10, 1));
+        assert!(handoff.fits(9, 1));
     }
 }

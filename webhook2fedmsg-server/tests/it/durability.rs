@@ -355,7 +355,14 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
     assert_eq!(handed[0].body, "{\"n\":1}");
     assert!(!roomy.take_claim());
     // Leased to this instance: a claim does not take it again.
-    assert!(store.claim_outbox(10, 60_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_outbox(10, i64::MAX, 60_000)
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
 
     // No room: left in the outbox, unleased, and a claim asked for.
     let full = Arc::new(Handoff::new(0));
@@ -365,7 +372,7 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
     assert_eq!(writer.store(second.clone()).await.unwrap(), Stored::New);
     assert!(full.take(10).is_empty());
     assert!(full.take_claim());
-    let claimed = store.claim_outbox(10, 60_000).await.unwrap();
+    let claimed = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap().rows;
     assert_eq!(claimed.len(), 1);
     assert_eq!(
         claimed[0].message_id,
@@ -388,7 +395,7 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
         Stored::New,
         "its neighbour in the batch is stored"
     );
-    let claimed_too = store.claim_outbox(10, 60_000).await.unwrap();
+    let claimed_too = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap().rows;
 
     // Confirmed messages leave the outbox through the writer.
     let removed = writer
@@ -424,6 +431,103 @@ async fn the_outbox_upgrade_keeps_queued_messages() {
 
 /// A new SQLite file in `dir` and a new PostgreSQL database, for a test
 /// that runs on both.
+/// A claim of due messages reads at most the bytes it is given (but always
+/// one message, however large), says whether more are due, and never
+/// takes a message twice while its lease holds.
+#[tokio::test]
+async fn claims_are_bounded_in_bytes_and_take_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in both_databases(dir.path()).await {
+        claims_are_bounded_in_bytes(&url).await;
+    }
+}
+
+async fn claims_are_bounded_in_bytes(url: &str) {
+    use webhook2fedmsg_server::crypto::SecretBox;
+    use webhook2fedmsg_server::store::deliveries::Writer;
+    use webhook2fedmsg_server::store::outbox::Handoff;
+    use webhook2fedmsg_server::store::tokens::NewToken;
+    use webhook2fedmsg_server::store::{Accepted, NewDelivery, Store, Stored};
+
+    let store = Store::connect(url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let (token, _) = store
+        .create_token(
+            &SecretBox::new([7; 32]),
+            NewToken {
+                owner: "alice",
+                service: "github",
+                name: "hooks",
+                secret: None,
+                instance_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    // Nothing is handed over: every message waits in the outbox.
+    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0)));
+    let mut sizes = Vec::new();
+    for (n, size) in [1000, 1000, 1000, 5000, 1000].into_iter().enumerate() {
+        let body = format!("{{\"n\":\"{}\"}}", "x".repeat(size - 8));
+        assert_eq!(body.len(), size);
+        sizes.push(size);
+        let delivery = NewDelivery {
+            id: NewDelivery::new_id(),
+            token_id: token.id.clone(),
+            delivery_id: Some(format!("delivery-{n}")),
+            body_digest: format!("digest-{n}"),
+            topic: "github.push".into(),
+            message: Some(Accepted {
+                message_id: uuid::Uuid::new_v4().to_string(),
+                body,
+                headers: "{}".into(),
+            }),
+            skip_reason: None,
+        };
+        assert_eq!(writer.store(delivery).await.unwrap(), Stored::New);
+        // Distinct creation times keep the order of the claims certain.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut claimed = Vec::new();
+    let mut rounds = Vec::new();
+    loop {
+        let claim = store.claim_outbox(10, 2500, 60_000).await.unwrap();
+        if claim.rows.is_empty() {
+            assert!(!claim.more);
+            break;
+        }
+        rounds.push((
+            claim.rows.iter().map(|r| r.body.len()).collect::<Vec<_>>(),
+            claim.more,
+        ));
+        claimed.extend(claim.rows);
+    }
+    assert_eq!(
+        rounds,
+        vec![
+            (vec![1000, 1000], true),
+            (vec![1000], true),
+            (vec![5000], true),
+            (vec![1000], false),
+        ],
+        "{url}"
+    );
+    assert_eq!(
+        claimed.iter().map(|r| r.body.len()).collect::<Vec<_>>(),
+        sizes
+    );
+    // Leased: the rows claimed are not claimed again.
+    assert!(
+        store
+            .claim_outbox(10, i64::MAX, 60_000)
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    store.close().await;
+}
+
 async fn both_databases(dir: &std::path::Path) -> [String; 2] {
     let sqlite = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
     [sqlite, fresh_postgres().await]
@@ -479,7 +583,7 @@ async fn upgrade_keeps_queued_messages(url: &str) {
             ("x1".into(), "queued".into(), None),
         ]
     );
-    let claimed = store.claim_outbox(10, 60_000).await.unwrap();
+    let claimed = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap().rows;
     let rows: Vec<_> = claimed
         .iter()
         .map(|r| (r.id.as_str(), r.message_id.as_str(), r.body.as_str()))
