@@ -57,17 +57,14 @@ pub fn routes(
                     // signature headers.
                     let delivery = Delivery::new(header_pairs(&headers), Vec::new());
                     let token_id = token.as_ref().map(Named::token_id);
-                    let read = match receive::check_before_reading(kind, token.as_ref(), &delivery)
-                    {
-                        Ok(()) => {
-                            let length = headers
-                                .get(warp::http::header::CONTENT_LENGTH)
-                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                            let budget = Some(&app.body_budget);
-                            read_body(stream, length, limit, timeout, budget).await
-                        }
-                        Err(error) => Err(error),
-                    };
+                    let read = async {
+                        receive::check_before_reading(kind, token.as_ref(), &delivery)?;
+                        let length = headers
+                            .get(warp::http::header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                        read_body(stream, length, limit, timeout, Some(&app.body_budget)).await
+                    }
+                    .await;
                     // The reservation holds the body's room until it is
                     // stored.
                     let (body, _reservation) = match read {
