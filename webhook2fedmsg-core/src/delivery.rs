@@ -38,7 +38,10 @@ pub const MAX_DEPTH: usize = 125;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DeliveryError {
     /// The `Content-Type` is neither JSON nor a form.
-    #[error("unsupported content type {0:?}: send application/json")]
+    #[error(
+        "unsupported content type {0:?}: send application/json \
+         (or application/x-www-form-urlencoded with a payload field)"
+    )]
     UnsupportedContentType(String),
     /// A form body without a `payload` field.
     #[error("form body has no payload field")]
@@ -255,16 +258,23 @@ fn hex_val(b: u8) -> Option<u8> {
 /// Checks UTF-8 and that the bytes hold exactly one JSON object.
 fn check_object(payload: &[u8]) -> Result<&str, DeliveryError> {
     let text = std::str::from_utf8(payload).map_err(|e| DeliveryError::NotUtf8(e.valid_up_to()))?;
-    match text.trim_start().as_bytes().first() {
-        None => Err(DeliveryError::EmptyBody),
-        Some(b'{') => Ok(()),
-        Some(b'[') => Err(DeliveryError::NotAnObject("an array")),
-        Some(b'"') => Err(DeliveryError::NotAnObject("a string")),
-        Some(b'n') => Err(DeliveryError::NotAnObject("null")),
-        Some(b't' | b'f') => Err(DeliveryError::NotAnObject("a boolean")),
-        Some(b'-' | b'0'..=b'9') => Err(DeliveryError::NotAnObject("a number")),
-        Some(_) => Err(DeliveryError::InvalidJson("expected a JSON object".into())),
-    }?;
+    let kind = match text.trim_start().as_bytes().first() {
+        None => return Err(DeliveryError::EmptyBody),
+        Some(b'{') => None,
+        Some(b'[') => Some("an array"),
+        Some(b'"') => Some("a string"),
+        Some(b'n') => Some("null"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'-' | b'0'..=b'9') => Some("a number"),
+        Some(_) => return Err(DeliveryError::InvalidJson("expected a JSON object".into())),
+    };
+    if let Some(kind) = kind {
+        // Named by what it is only when it is that: `nope` is not null.
+        return Err(match serde_json::from_str::<de::IgnoredAny>(text) {
+            Ok(_) => DeliveryError::NotAnObject(kind),
+            Err(error) => invalid_json(&error),
+        });
+    }
     if has_surrogate_escape(payload)
         || may_have_huge_number(payload)
         || brackets(payload) > MAX_DEPTH

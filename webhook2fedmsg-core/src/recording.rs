@@ -20,9 +20,10 @@ pub const COMPUTE: &str = "COMPUTE";
 /// Why a recording cannot be read.
 #[derive(Debug, Error)]
 pub enum RecordingError {
-    /// The file is not a recording.
+    /// The file is not a recording. The parser's error is in the text
+    /// rather than a source, so that it is told once.
     #[error("not a recorded delivery: {0}")]
-    Invalid(#[from] serde_json::Error),
+    Invalid(serde_json::Error),
     /// Both or neither of `body` and `body_raw` are given.
     #[error("a recorded delivery needs exactly one of body and body_raw")]
     BodyAmbiguous,
@@ -50,11 +51,12 @@ struct File<'a> {
 impl Recording {
     /// Reads a recording from the text of its file.
     pub fn from_json(text: &str) -> Result<Self, RecordingError> {
-        let file: File = serde_json::from_str(text)?;
+        let file: File = serde_json::from_str(text).map_err(RecordingError::Invalid)?;
         let body = match (file.body, file.body_raw) {
             (Some(json), None) => {
-                let value: serde_json::Value = serde_json::from_str(json.get())?;
-                serde_json::to_vec(&value)?
+                let value: serde_json::Value =
+                    serde_json::from_str(json.get()).map_err(RecordingError::Invalid)?;
+                serde_json::to_vec(&value).map_err(RecordingError::Invalid)?
             }
             (None, Some(raw)) => raw.into_bytes(),
             _ => return Err(RecordingError::BodyAmbiguous),

@@ -30,7 +30,7 @@ pub const TIMESTAMP_TOLERANCE_SECS: i64 = 5 * 60;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SignatureError {
     /// None of the headers this service signs with is present.
-    #[error("missing signature: expected one of {0}")]
+    #[error("missing signature header: send {0}")]
     MissingSignature(&'static str),
     /// A GitHub delivery signed only with SHA-1, which is not accepted.
     #[error(

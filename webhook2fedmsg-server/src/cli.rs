@@ -88,8 +88,7 @@ pub fn convert(
 fn read_recording(file: &Path) -> anyhow::Result<Recording> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    Recording::from_json(&text)
-        .with_context(|| format!("{} is not a recorded delivery", file.display()))
+    Recording::from_json(&text).with_context(|| file.display().to_string())
 }
 
 /// The service of a recording: from its event header, else from the name of

@@ -77,9 +77,12 @@ impl SecretBox {
                 .with_context(|| format!("cannot read secrets.key_file {}", path.display()))?,
             (None, None) => dev_key(Path::new(DEV_KEY_FILE))?,
         };
-        let bytes = hex::decode(text.trim()).context("the secrets key must be 64 hex digits")?;
+        const FORM: &str = "the secrets key must be 64 hex digits (32 bytes), such as `openssl rand -hex 32` prints";
+        let Ok(bytes) = hex::decode(text.trim()) else {
+            bail!(FORM);
+        };
         let Ok(key) = <[u8; 32]>::try_from(bytes) else {
-            bail!("the secrets key must be 64 hex digits (32 bytes)");
+            bail!(FORM);
         };
         Ok(Self::new(key))
     }

@@ -88,7 +88,7 @@ impl Metrics {
         );
         registry.register(
             "messages_published",
-            "Messages confirmed by the broker",
+            "Messages confirmed by the broker, or written to the file sink",
             published.clone(),
         );
         registry.register(

@@ -96,7 +96,7 @@ type Case = (&'static [u8], fn(&DeliveryError) -> bool);
 
 #[test]
 fn rejects_bodies_that_are_not_json_objects_for_every_service() {
-    let cases: [Case; 11] = [
+    let cases: [Case; 16] = [
         (b"[1,2]", |e| *e == DeliveryError::NotAnObject("an array")),
         (b"\"str\"", |e| *e == DeliveryError::NotAnObject("a string")),
         (b"null", |e| *e == DeliveryError::NotAnObject("null")),
@@ -110,6 +110,14 @@ fn rejects_bodies_that_are_not_json_objects_for_every_service() {
             matches!(e, DeliveryError::InvalidJson(_))
         }),
         (b"<xml/>", |e| matches!(e, DeliveryError::InvalidJson(_))),
+        // Named by their first letter only when they are that value.
+        (b"nope", |e| matches!(e, DeliveryError::InvalidJson(_))),
+        (b"truex", |e| matches!(e, DeliveryError::InvalidJson(_))),
+        (b"[1,", |e| matches!(e, DeliveryError::InvalidJson(_))),
+        (b"12abc", |e| matches!(e, DeliveryError::InvalidJson(_))),
+        (b"\"unterminated", |e| {
+            matches!(e, DeliveryError::InvalidJson(_))
+        }),
     ];
     for kind in Kind::ALL {
         for (body, expected) in cases {
