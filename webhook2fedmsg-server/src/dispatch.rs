@@ -28,7 +28,7 @@ use crate::store::{Store, now_ms};
 const BATCH: usize = 500;
 /// The most bytes of bodies one claim of due messages reads (a message
 /// larger than this is claimed alone).
-const CLAIM_BYTES: i64 = 64 * 1024 * 1024;
+const CLAIM_BYTES: i64 = 16 * 1024 * 1024;
 /// How often the outbox is looked at for due rows, when nothing asks
 /// sooner.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);

@@ -51,6 +51,9 @@ use store::tokens::HookReader;
 /// 10 MB of GitHub pushes); more wait in the outbox only.
 const HANDOFF_CAPACITY: usize = 1024;
 
+/// The largest read buffer of one client connection.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// What every request handler shares.
 pub struct App {
     /// The configuration, as loaded.
@@ -135,7 +138,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     app.store
-        .release_leases_at_start()
+        .outbox_due_at_start()
         .await
         .context("cannot read the outbox")?;
     let dispatcher = dispatch::Dispatcher {
@@ -189,8 +192,13 @@ async fn serve_http<F>(
     let service = warp::service(routes);
     let open = Arc::new(Semaphore::new(limits.max_connections as usize));
     let mut http = hyper::server::conn::http1::Builder::new();
+    // A connection's read buffer grows with what arrives at once and
+    // stays at that size while the connection is open: hyper's default cap
+    // (about 400 KiB) times `max_connections` would be far more memory than
+    // the bodies themselves. Headers must fit in it too; 64 KiB is plenty.
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_timeout_seconds));
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_seconds))
+        .max_buf_size(READ_BUFFER_BYTES);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -4,7 +4,9 @@
 //! length, or step by step as a chunked body arrives) and keeps it until it
 //! has been stored, so that many large or slow uploads together cannot take
 //! more memory than `limits.max_inflight_body_bytes`. A delivery that finds
-//! no room waits a little, then is refused with 503 and `Retry-After`.
+//! no room waits a little, then is refused with 503 and `Retry-After`; a
+//! chunked body that already holds room and finds none for its next step is
+//! refused at once, as waiting while holding room could starve everyone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,11 +72,18 @@ impl BodyBudget {
         let target = bytes.max(reservation.bytes + step).min(cap.max(bytes));
         let units = target.div_ceil(UNIT) - reservation.bytes.div_ceil(UNIT);
         let units = u32::try_from(units).map_err(|_| HttpError::Busy)?;
-        let acquired = tokio::time::timeout(WAIT, self.room.clone().acquire_many_owned(units))
-            .await
-            .map_err(|_| HttpError::Busy)?
-            // The semaphore is never closed.
-            .map_err(|_| HttpError::Busy)?;
+        let acquired = if reservation.permit.is_some() {
+            // A body that holds room never waits for more: bodies waiting
+            // while holding room could leave none for any of them.
+            self.room.clone().try_acquire_many_owned(units).ok()
+        } else {
+            tokio::time::timeout(WAIT, self.room.clone().acquire_many_owned(units))
+                .await
+                .ok()
+                // The semaphore is never closed.
+                .and_then(Result::ok)
+        };
+        let acquired = acquired.ok_or(HttpError::Busy)?;
         match &mut reservation.permit {
             Some(permit) => permit.merge(acquired),
             None => reservation.permit = Some(acquired),
@@ -143,6 +152,23 @@ mod tests {
         drop(held);
         let reservation = waiting.await.unwrap().unwrap();
         assert_eq!(reservation.bytes(), 1024);
+    }
+
+    #[tokio::test]
+    async fn a_body_holding_room_is_refused_at_once_when_it_cannot_grow() {
+        let budget = BodyBudget::new(1024 * 1024);
+        let mut held = Reservation::default();
+        budget
+            .grow(&mut held, 900 * 1024, 900 * 1024)
+            .await
+            .unwrap();
+        let mut growing = Reservation::default();
+        budget.grow(&mut growing, 1, 1024 * 1024).await.unwrap();
+        let started = std::time::Instant::now();
+        let refused = budget.grow(&mut growing, 200 * 1024, 1024 * 1024).await;
+        assert!(matches!(refused, Err(HttpError::Busy)), "{refused:?}");
+        assert!(started.elapsed() < WAIT / 2, "it did not wait");
+        assert_eq!(growing.bytes(), MIN_STEP, "what it held, it still holds");
     }
 
     #[tokio::test]

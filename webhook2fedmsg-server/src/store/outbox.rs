@@ -71,16 +71,22 @@ impl Store {
         }
     }
 
-    /// On SQLite, which serves one instance, makes every message claimed
-    /// by a process that died due again at once, instead of after its
-    /// lease. On PostgreSQL other instances may hold leases, so they run
-    /// out by themselves.
-    pub async fn release_leases_at_start(&self) -> sqlx::Result<()> {
-        if matches!(self.backend(), Backend::Sqlite) {
-            sqlx::query("UPDATE outbox SET locked_until = 0 WHERE state = 'pending'")
-                .execute(self.pool())
-                .await?;
-        }
+    /// At start, makes every waiting message due at once rather than after
+    /// the backoff of its last failure (a restart is often what fixed the
+    /// cause). On SQLite, which serves one instance, also releases what a
+    /// process that died had claimed, instead of waiting for its lease; on
+    /// PostgreSQL other instances may hold leases, so they run out by
+    /// themselves.
+    pub async fn outbox_due_at_start(&self) -> sqlx::Result<()> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "UPDATE outbox SET locked_until = 0, next_attempt_at = 0 WHERE state = 'pending'"
+            }
+            Backend::Postgres => {
+                "UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending' AND attempts > 0"
+            }
+        };
+        sqlx::query(sql).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -252,7 +258,7 @@ pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
 
 /// The most bytes of message bodies a [`Handoff`] holds, unless it holds
 /// nothing else: a batch of large messages past it waits in the outbox.
-pub const HANDOFF_BYTES: usize = 64 * 1024 * 1024;
+pub const HANDOFF_BYTES: usize = 16 * 1024 * 1024;
 
 /// Messages this instance wrote to the outbox, leased to it, on their way
 /// to its dispatcher in memory. Holds at most a fixed number, and about

@@ -433,7 +433,8 @@ async fn the_outbox_upgrade_keeps_queued_messages() {
 /// that runs on both.
 /// A claim of due messages reads at most the bytes it is given (but always
 /// one message, however large), says whether more are due, and never
-/// takes a message twice while its lease holds.
+/// takes a message twice while its lease holds; a start makes messages in
+/// backoff due.
 #[tokio::test]
 async fn claims_are_bounded_in_bytes_and_take_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -525,6 +526,23 @@ async fn claims_are_bounded_in_bytes(url: &str) {
             .rows
             .is_empty()
     );
+
+    // A message put back with a long backoff waits it out, unless the
+    // server starts again: then it is due at once.
+    let in_an_hour = webhook2fedmsg_server::store::now_ms() + 3_600_000;
+    store
+        .mark_retry(&claimed[0].id, "broker away", in_an_hour)
+        .await
+        .unwrap();
+    let waiting = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap();
+    assert!(waiting.rows.is_empty());
+    store.outbox_due_at_start().await.unwrap();
+    let again = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap().rows;
+    assert!(again.iter().any(|r| r.message_id == claimed[0].message_id));
+    // SQLite serves one instance: a start also takes back what the
+    // instance before it had claimed. PostgreSQL's leases run out instead.
+    let expected = if url.starts_with("sqlite") { 5 } else { 1 };
+    assert_eq!(again.len(), expected, "{url}");
     store.close().await;
 }
 
