@@ -7,6 +7,10 @@
 //! no room waits a little, then is refused with 503 and `Retry-After`; a
 //! chunked body that already holds room and finds none for its next step is
 //! refused at once, as waiting while holding room could starve everyone.
+//!
+//! Known gap: room is reserved before the signature can be checked (HMAC
+//! needs the whole body), so uploads that stall with a forged but
+//! well-formed signature hold their room until the body timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
