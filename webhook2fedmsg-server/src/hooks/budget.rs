@@ -106,14 +106,17 @@ impl BodyBudget {
 mod tests {
     use super::*;
 
+    /// A budget of 1 MiB, with `bytes` of it held.
+    async fn holding(bytes: u64) -> (BodyBudget, Reservation) {
+        let budget = BodyBudget::new(1024 * 1024);
+        let mut held = Reservation::default();
+        budget.grow(&mut held, bytes, bytes).await.unwrap();
+        (budget, held)
+    }
+
     #[tokio::test]
     async fn room_is_held_until_the_reservation_is_dropped() {
-        let budget = BodyBudget::new(1024 * 1024);
-        let mut first = Reservation::default();
-        budget
-            .grow(&mut first, 700 * 1024, 700 * 1024)
-            .await
-            .unwrap();
+        let (budget, first) = holding(700 * 1024).await;
         assert_eq!(first.bytes(), 700 * 1024);
         assert_eq!(budget.available(), 324 * 1024);
         drop(first);
@@ -122,12 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_finds_no_room_is_refused_after_a_wait() {
-        let budget = BodyBudget::new(1024 * 1024);
-        let mut held = Reservation::default();
-        budget
-            .grow(&mut held, 1024 * 1024, 1024 * 1024)
-            .await
-            .unwrap();
+        let (budget, _held) = holding(1024 * 1024).await;
         let mut other = Reservation::default();
         let refused = budget.grow(&mut other, 1, 1024).await;
         assert!(matches!(refused, Err(HttpError::Busy)), "{refused:?}");
@@ -136,12 +134,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_body_gets_the_room_given_back() {
-        let budget = BodyBudget::new(1024 * 1024);
-        let mut held = Reservation::default();
-        budget
-            .grow(&mut held, 1024 * 1024, 1024 * 1024)
-            .await
-            .unwrap();
+        let (budget, held) = holding(1024 * 1024).await;
         let waiting = {
             let budget = budget.clone();
             tokio::spawn(async move {
@@ -160,12 +153,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_holding_room_is_refused_at_once_when_it_cannot_grow() {
-        let budget = BodyBudget::new(1024 * 1024);
-        let mut held = Reservation::default();
-        budget
-            .grow(&mut held, 900 * 1024, 900 * 1024)
-            .await
-            .unwrap();
+        let (budget, _held) = holding(900 * 1024).await;
         let mut growing = Reservation::default();
         budget.grow(&mut growing, 1, 1024 * 1024).await.unwrap();
         let started = std::time::Instant::now();

@@ -299,42 +299,14 @@ async fn server_killed_mid_load_publishes_every_accepted_delivery_after_restart(
 /// as its first still points at the first's message.
 #[tokio::test]
 async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
-    use webhook2fedmsg_server::crypto::SecretBox;
+    use webhook2fedmsg_server::store::Stored;
     use webhook2fedmsg_server::store::deliveries::Writer;
     use webhook2fedmsg_server::store::outbox::Handoff;
-    use webhook2fedmsg_server::store::tokens::NewToken;
-    use webhook2fedmsg_server::store::{Accepted, NewDelivery, Store, Stored};
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("w.db").display());
-    let store = Store::connect(&url, 2).await.unwrap();
-    store.migrate().await.unwrap();
-    let (token, _) = store
-        .create_token(
-            &SecretBox::new([7; 32]),
-            NewToken {
-                owner: "alice",
-                service: "github",
-                name: "hooks",
-                secret: None,
-                instance_url: None,
-            },
-        )
-        .await
-        .unwrap();
-    let delivery = |n: usize| NewDelivery {
-        id: NewDelivery::new_id(),
-        token_id: token.id.clone(),
-        delivery_id: Some(format!("delivery-{n}")),
-        body_digest: format!("digest-{n}"),
-        topic: "github.push".into(),
-        message: Some(Accepted {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: format!("{{\"n\":{n}}}"),
-            headers: "{}".into(),
-        }),
-        skip_reason: None,
-    };
+    let (store, token) = store_with_token(&url).await;
+    let delivery = |n: usize| accepted(&token.id, n, format!("{{\"n\":{n}}}"));
 
     // Room: handed over, with the body as stored.
     let roomy = Arc::new(Handoff::new(10));
@@ -444,27 +416,11 @@ async fn claims_are_bounded_in_bytes_and_take_each_message_once() {
 }
 
 async fn claims_are_bounded_in_bytes(url: &str) {
-    use webhook2fedmsg_server::crypto::SecretBox;
+    use webhook2fedmsg_server::store::Stored;
     use webhook2fedmsg_server::store::deliveries::Writer;
     use webhook2fedmsg_server::store::outbox::Handoff;
-    use webhook2fedmsg_server::store::tokens::NewToken;
-    use webhook2fedmsg_server::store::{Accepted, NewDelivery, Store, Stored};
 
-    let store = Store::connect(url, 2).await.unwrap();
-    store.migrate().await.unwrap();
-    let (token, _) = store
-        .create_token(
-            &SecretBox::new([7; 32]),
-            NewToken {
-                owner: "alice",
-                service: "github",
-                name: "hooks",
-                secret: None,
-                instance_url: None,
-            },
-        )
-        .await
-        .unwrap();
+    let (store, token) = store_with_token(url).await;
     // Nothing is handed over: every message waits in the outbox.
     let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0)));
     let mut sizes = Vec::new();
@@ -472,19 +428,7 @@ async fn claims_are_bounded_in_bytes(url: &str) {
         let body = format!("{{\"n\":\"{}\"}}", "x".repeat(size - 8));
         assert_eq!(body.len(), size);
         sizes.push(size);
-        let delivery = NewDelivery {
-            id: NewDelivery::new_id(),
-            token_id: token.id.clone(),
-            delivery_id: Some(format!("delivery-{n}")),
-            body_digest: format!("digest-{n}"),
-            topic: "github.push".into(),
-            message: Some(Accepted {
-                message_id: uuid::Uuid::new_v4().to_string(),
-                body,
-                headers: "{}".into(),
-            }),
-            skip_reason: None,
-        };
+        let delivery = accepted(&token.id, n, body);
         assert_eq!(writer.store(delivery).await.unwrap(), Stored::New);
         // Distinct creation times keep the order of the claims certain.
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -544,6 +488,55 @@ async fn claims_are_bounded_in_bytes(url: &str) {
     let expected = if url.starts_with("sqlite") { 5 } else { 1 };
     assert_eq!(again.len(), expected, "{url}");
     store.close().await;
+}
+
+/// A migrated store at `url` with one GitHub token, alice's.
+async fn store_with_token(
+    url: &str,
+) -> (
+    webhook2fedmsg_server::store::Store,
+    webhook2fedmsg_server::store::Token,
+) {
+    use webhook2fedmsg_server::crypto::SecretBox;
+    use webhook2fedmsg_server::store::Store;
+    use webhook2fedmsg_server::store::tokens::NewToken;
+
+    let store = Store::connect(url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let (token, _) = store
+        .create_token(
+            &SecretBox::new([7; 32]),
+            NewToken {
+                owner: "alice",
+                service: "github",
+                name: "hooks",
+                secret: None,
+                instance_url: None,
+            },
+        )
+        .await
+        .unwrap();
+    (store, token)
+}
+
+/// The `n`th delivery of a test on a token, accepted with this message
+/// body.
+fn accepted(token_id: &str, n: usize, body: String) -> webhook2fedmsg_server::store::NewDelivery {
+    use webhook2fedmsg_server::store::{Accepted, NewDelivery};
+
+    NewDelivery {
+        id: NewDelivery::new_id(),
+        token_id: token_id.to_string(),
+        delivery_id: Some(format!("delivery-{n}")),
+        body_digest: format!("digest-{n}"),
+        topic: "github.push".into(),
+        message: Some(Accepted {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            body,
+            headers: "{}".into(),
+        }),
+        skip_reason: None,
+    }
 }
 
 async fn both_databases(dir: &std::path::Path) -> [String; 2] {
