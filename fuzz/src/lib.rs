@@ -43,8 +43,8 @@ pub fn decode_all(delivery: &Delivery) {
 /// Skipped events are turned into messages too: the host never publishes
 /// them, but building one must not panic either.
 pub fn check_event(kind: Kind, delivery: &Delivery, event: Event) {
-    // Every service reads its payload through `Delivery::payload`, so a
-    // decoded delivery has one, and the service has parsed all of it.
+    // Services read their fields in one pass that checks every other value
+    // strictly; what they accept must pass the whole-payload check too.
     let payload = match delivery.payload() {
         Ok(payload) => payload,
         Err(e) => panic!("{kind} decoded a delivery whose payload() fails: {e}"),

@@ -42,6 +42,7 @@ pub mod schema;
 pub mod secret;
 pub mod service;
 pub mod signature;
+mod strict;
 pub mod topic;
 
 pub use delivery::{Delivery, DeliveryError};

@@ -60,7 +60,7 @@ impl Service for Discourse {
         let event = delivery.required_header("x-discourse-event")?;
         topic::check_word("X-Discourse-Event-Type", event_type)?;
         topic::check_word("X-Discourse-Event", event)?;
-        let payload = delivery.payload()?;
+        let payload = delivery.object_text()?;
         let mut webhook_body: Map<String, Value> = read_value(&payload)?;
 
         if let Some(Value::Object(post)) = webhook_body.get_mut("post") {

@@ -125,7 +125,7 @@ pub(crate) fn decode_gitea_style(
         .ok_or(DeliveryError::MissingHeader(names.event_header))?;
     topic::check_word(names.event_header, event)?;
     let delivery_id = first_header(delivery, names.delivery)?;
-    let payload = delivery.payload_text()?;
+    let payload = delivery.object_text()?;
     let fields: Fields = read_fields(&payload)?;
 
     let run = fields.run.as_ref();

@@ -94,7 +94,7 @@ impl Service for Github {
     fn decode(&self, delivery: &Delivery, _context: &Context) -> Result<Event, DeliveryError> {
         let event = delivery.required_header("x-github-event")?;
         topic::check_word("X-GitHub-Event", event)?;
-        let payload = delivery.payload_text()?;
+        let payload = delivery.object_text()?;
         let fields: Fields = read_fields(&payload)?;
 
         let skip = if event == "ping" {

@@ -87,7 +87,7 @@ impl Service for Gitlab {
         let header = delivery.required_header("x-gitlab-event")?;
         let event = event_word(header);
         topic::check_word("X-Gitlab-Event", &event)?;
-        let payload = delivery.payload_text()?;
+        let payload = delivery.object_text()?;
         let fields: Fields = read_fields(&payload)?;
 
         let confidential = event.starts_with("confidential_")

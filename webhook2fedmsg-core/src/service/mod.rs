@@ -16,9 +16,9 @@ use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
 
-use crate::delivery;
 use crate::event::AGENT_PLACEHOLDER;
 use crate::message::Schema;
+use crate::strict;
 use crate::{Delivery, DeliveryError, Event, Identity, Secret, SignatureError, SkipReason};
 
 pub mod discourse;
@@ -150,21 +150,22 @@ impl FromStr for Kind {
     }
 }
 
-/// Reads the fields a service needs from the payload, in one pass.
-///
-/// serde skips the fields `T` does not name, so this validates the whole
-/// payload while keeping only what is asked for. It reads text, not bytes:
-/// the payload was checked to be UTF-8 once, and parsing bytes would check
-/// every string again.
+/// Reads the fields a service needs from a payload of
+/// [`Delivery::object_text`](crate::Delivery), in one pass that checks
+/// every other value strictly too (see [`strict`]). It reads text, not
+/// bytes: the payload was checked to be UTF-8 once, and parsing bytes would
+/// check every string again.
 pub(crate) fn read_fields<'a, T: serde::Deserialize<'a>>(
     payload: &'a str,
 ) -> Result<T, DeliveryError> {
-    serde_json::from_str(payload).map_err(|e| delivery::invalid_json(&e))
+    strict::read(payload)
 }
 
-/// Parses the whole payload as a JSON value, for services that edit it.
-pub(crate) fn read_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DeliveryError> {
-    serde_json::from_slice(payload).map_err(|e| delivery::invalid_json(&e))
+/// Parses the whole payload of [`Delivery::object_text`](crate::Delivery)
+/// as a JSON value, for services that edit it; strictly, as
+/// [`read_fields`] does.
+pub(crate) fn read_value<T: DeserializeOwned>(payload: &str) -> Result<T, DeliveryError> {
+    strict::read(payload)
 }
 
 /// Which delivery headers a message body keeps, by lower-case name.

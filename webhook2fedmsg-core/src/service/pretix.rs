@@ -38,7 +38,7 @@ impl Service for Pretix {
     }
 
     fn decode(&self, delivery: &Delivery, context: &Context) -> Result<Event, DeliveryError> {
-        let payload = delivery.payload()?;
+        let payload = delivery.object_text()?;
         let mut body: Map<String, Value> = read_value(&payload)?;
         let action = body
             .get("action")

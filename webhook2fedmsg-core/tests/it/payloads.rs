@@ -227,6 +227,58 @@ fn rejects_numbers_out_of_range_for_every_service() {
     }
 }
 
+/// Services read a few fields in the same pass that checks the rest, so a
+/// bad value is refused inside the objects they read as well as beside them.
+#[test]
+fn rejects_bad_values_inside_the_objects_a_service_reads() {
+    let deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+    for bad in ["1e400", r#""\ud800""#, deep.as_str()] {
+        let bodies = [
+            format!(r#"{{"sender":{{"login":"a","id":{bad}}}}}"#),
+            format!(r#"{{"repository":{{"private":false,"x":[{bad}]}}}}"#),
+            format!(r#"{{"run":{{"trigger_user":{{"login":"a","x":{bad}}}}}}}"#),
+            format!(r#"{{"user":{{"username":"a","x":{bad}}}}}"#),
+            format!(r#"{{"object_attributes":{{"x":{{"y":{bad}}}}}}}"#),
+            format!(r#"{{"post":{{"x":{bad}}}}}"#),
+        ];
+        for kind in Kind::ALL {
+            for body in &bodies {
+                let result = decode(kind, &bare(kind, body.as_bytes()));
+                assert!(
+                    matches!(result, Err(DeliveryError::InvalidJson(_))),
+                    "{kind} {body}: {:?}",
+                    result.map(|e| e.topic().to_string())
+                );
+            }
+        }
+    }
+}
+
+/// The depth limit counts the levels of the objects a service reads: the
+/// same nesting under `sender` is accepted up to the limit and no deeper.
+#[test]
+fn nesting_under_a_field_a_service_reads_counts_toward_the_limit() {
+    // `{"sender":{"x":` is two levels; the arrays make up the rest.
+    let under_sender = |depth: usize| {
+        let arrays = depth - 2;
+        format!(
+            r#"{{"sender":{{"login":"a","x":{}{}}}}}"#,
+            "[".repeat(arrays),
+            "]".repeat(arrays)
+        )
+    };
+    for kind in [Kind::Github, Kind::Forgejo, Kind::Gitea] {
+        let at_limit = decode(kind, &bare(kind, under_sender(MAX_DEPTH).as_bytes()));
+        assert!(at_limit.is_ok(), "{kind}: {:?}", at_limit.err());
+        let beyond = decode(kind, &bare(kind, under_sender(MAX_DEPTH + 1).as_bytes()));
+        assert!(
+            matches!(&beyond, Err(DeliveryError::InvalidJson(text)) if text.contains("nesting deeper")),
+            "{kind}: {:?}",
+            beyond.map(|e| e.topic().to_string())
+        );
+    }
+}
+
 #[test]
 fn accepts_exponents_in_range_and_exponent_lookalikes_in_strings() {
     let body = r#"{"a":1e300,"b":[-2.5E-10, 3e2],"sha":"81e4c3f02e1","t":"2e5x"}"#;
