@@ -9,8 +9,8 @@
 //!
 //! It does so by wrapping serde_json's deserializer: the wrapper hands every
 //! value through unchanged, except that a value the target type ignores is
-//! parsed with [`Strict`] instead of being skipped, and that each array or
-//! object takes one level from the room left.
+//! parsed (with `deserialize_any`) instead of being skipped, and that each
+//! array or object takes one level from the room left.
 
 use std::fmt;
 
@@ -24,11 +24,7 @@ const TOO_DEEP: &str = "nesting deeper than the limit";
 /// Checks that `text` is one JSON value that every strict parser reads: see
 /// the module documentation.
 pub(crate) fn check(text: &str) -> Result<(), DeliveryError> {
-    let mut parser = serde_json::Deserializer::from_str(text);
-    Strict { room: MAX_DEPTH }
-        .deserialize(&mut parser)
-        .and_then(|()| parser.end())
-        .map_err(|e| describe(&e))
+    read::<de::IgnoredAny>(text).map(drop)
 }
 
 /// Reads `T` from `text`, checking every value `T` does not read as
@@ -65,71 +61,6 @@ fn describe(error: &serde_json::Error) -> DeliveryError {
 /// The room left inside an array or object that has `room` levels.
 fn inner<E: de::Error>(room: usize) -> Result<usize, E> {
     room.checked_sub(1).ok_or_else(|| E::custom(TOO_DEEP))
-}
-
-/// Any JSON value nested at most `room` arrays and objects deep, parsed
-/// with every string, key and number decoded.
-#[derive(Clone, Copy)]
-struct Strict {
-    room: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = Strict {
-            room: inner(self.room)?,
-        };
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = Strict {
-            room: inner(self.room)?,
-        };
-        while map.next_key_seed(inner)?.is_some() {
-            map.next_value_seed(inner)?;
-        }
-        Ok(())
-    }
 }
 
 /// A deserializer for one value with `room` levels of nesting left.
@@ -203,9 +134,11 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<D> {
         ))
     }
 
-    /// The one change: a value nobody reads is parsed strictly.
+    /// The one change: a value nobody reads is parsed, not skipped, and
+    /// what is inside it is [`Checked`] too.
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_any(Strict { room: self.room })?;
+        let ignored = self.wrap(de::IgnoredAny);
+        self.inner.deserialize_any(ignored)?;
         visitor.visit_unit()
     }
 
