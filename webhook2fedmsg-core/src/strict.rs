@@ -44,18 +44,29 @@ pub(crate) fn read<'de, T: de::Deserialize<'de>>(text: &'de str) -> Result<T, De
     Ok(value)
 }
 
-/// Describes a parse error: too-deep nesting by the limit, others as
-/// [`invalid_json`] does.
+/// serde_json's words for a `\uD800`-`\uDFFF` escape without its pair:
+/// a leading one not followed by an escape, or a trailing one alone.
+const SURROGATE_ERRORS: [&str; 2] = [
+    "unexpected end of hex escape",
+    "lone leading surrogate in hex escape",
+];
+
+/// Describes a parse error: too-deep nesting by the limit, a lone
+/// surrogate escape by what it is, others as [`invalid_json`] does.
 fn describe(error: &serde_json::Error) -> DeliveryError {
-    if error.to_string().starts_with(TOO_DEEP) {
-        DeliveryError::InvalidJson(format!(
-            "nesting deeper than {MAX_DEPTH} arrays and objects at line {} column {}",
-            error.line(),
-            error.column()
-        ))
+    let text = error.to_string();
+    let what = if text.starts_with(TOO_DEEP) {
+        format!("nesting deeper than {MAX_DEPTH} arrays and objects")
+    } else if SURROGATE_ERRORS.iter().any(|e| text.starts_with(e)) {
+        "a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF without its pair)".to_string()
     } else {
-        invalid_json(error)
-    }
+        return invalid_json(error);
+    };
+    DeliveryError::InvalidJson(format!(
+        "{what} at line {} column {}",
+        error.line(),
+        error.column()
+    ))
 }
 
 /// The room left inside an array or object that has `room` levels.

@@ -174,6 +174,26 @@ fn rejects_lone_surrogate_escapes_anywhere_in_the_body() {
     }
 }
 
+/// A lone surrogate is named as such, whether it is a leading one without
+/// its pair or a trailing one alone, as a key or as a value.
+#[test]
+fn lone_surrogate_errors_say_what_is_wrong() {
+    for body in [
+        r#"{"t":"\ud800"}"#,
+        r#"{"t":"\udc00"}"#,
+        r#"{"\udfff":1}"#,
+        r#"{"sender":{"login":"a\ud83d"}}"#,
+    ] {
+        let result = decode(Kind::Github, &bare(Kind::Github, body.as_bytes()));
+        assert!(
+            matches!(&result, Err(DeliveryError::InvalidJson(text))
+                if text.starts_with("a lone UTF-16 surrogate escape")),
+            "{body}: {:?}",
+            result.map(|e| e.topic().to_string())
+        );
+    }
+}
+
 #[test]
 fn accepts_surrogate_pairs_and_escaped_backslashes() {
     let bodies = [
