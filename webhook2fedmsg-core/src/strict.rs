@@ -130,8 +130,19 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Checked<D> {
         deserialize_tuple(len: usize);
         deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_map();
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_identifier();
+    }
+
+    /// A struct is read from an object only: serde_json would also read
+    /// one from an array, by position, which no sender means.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_map(visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(

@@ -256,6 +256,42 @@ fn rejects_bad_values_inside_the_objects_a_service_reads() {
     }
 }
 
+/// An object a service reads must be an object: serde would otherwise read
+/// an array in its place, by position.
+#[test]
+fn objects_a_service_reads_are_refused_when_sent_as_arrays() {
+    let cases = [
+        (Kind::Github, r#"{"sender":["alice","User"]}"#),
+        (Kind::Github, r#"{"repository":[false,false,"public"]}"#),
+        (Kind::Forgejo, r#"{"run":{"trigger_user":["bob","User"]}}"#),
+        (Kind::Gitea, r#"{"sender":["alice"]}"#),
+        (Kind::Gitlab, r#"{"user":["bob"]}"#),
+        (Kind::Gitlab, r#"{"object_attributes":[true,null]}"#),
+    ];
+    for (kind, body) in cases {
+        let result = decode(kind, &bare(kind, body.as_bytes()));
+        assert!(
+            matches!(result, Err(DeliveryError::InvalidJson(_))),
+            "{kind} {body}: {:?}",
+            result.map(|e| e.topic().to_string())
+        );
+    }
+}
+
+/// Numbers that round to infinity are refused, and those just below that
+/// are kept, as a correctly rounding parser (Python's) reads them.
+#[test]
+fn numbers_at_the_edge_of_a_double_are_judged_as_python_reads_them() {
+    for number in ["1.79769313486231585e308", "-1.79769313486231581e308"] {
+        refused_as_invalid_json_by_every_service(&format!(r#"{{"a":{number}}}"#));
+    }
+    for number in ["1.7976931348623158e308", "1.7976931348623157999e308"] {
+        let body = format!(r#"{{"a":{number}}}"#);
+        let result = decode(Kind::Github, &bare(Kind::Github, body.as_bytes()));
+        assert!(result.is_ok(), "{number}: {:?}", result.err());
+    }
+}
+
 /// The depth limit counts the levels of the objects a service reads: the
 /// same nesting under `sender` is accepted up to the limit and no deeper.
 #[test]
