@@ -307,6 +307,53 @@ fn wrong_sha1_signature_beside_a_correct_sha256_is_rejected() {
 }
 
 #[test]
+fn sha256_and_sha1_macs_checked_together_agree_with_each_alone() {
+    // Lengths around one, two and three 64-byte blocks, where feeding the
+    // two MACs in turn could drop or repeat part of a block.
+    for len in 0..=200 {
+        let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let sha256 = hub_sha256(SECRET_1, &body);
+        let good = format!("sha1={}", sign_sha1_hex(SECRET_1.as_bytes(), &body));
+        let wrong = format!("sha1={}", sign_sha1_hex(SECRET_2.as_bytes(), &body));
+        let both = |sha1: &str| {
+            let headers = [
+                ("X-Hub-Signature-256", sha256.as_str()),
+                ("X-Hub-Signature", sha1),
+            ];
+            verify(Kind::Github, &github_with(&headers, body.clone()), SECRET_1)
+        };
+        assert_eq!(both(&good), Ok(()), "{len} bytes");
+        assert_eq!(
+            both(&wrong),
+            Err(SignatureError::Mismatch("x-hub-signature")),
+            "{len} bytes"
+        );
+    }
+}
+
+#[test]
+fn sha256_and_sha1_macs_checked_together_give_the_known_answers() {
+    // RFC 4231 and RFC 2202, test case 2 of each: key "Jefe".
+    let body = b"what do ya want for nothing?".to_vec();
+    let headers = [
+        (
+            "X-Hub-Signature-256",
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            "X-Hub-Signature",
+            "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
+        ),
+    ];
+    let delivery = github_with(&headers, body);
+    assert_eq!(verify(Kind::Github, &delivery, "Jefe"), Ok(()));
+    assert_eq!(
+        verify(Kind::Github, &delivery, "Jeff"),
+        Err(SignatureError::Mismatch("x-hub-signature-256"))
+    );
+}
+
+#[test]
 fn rejects_malformed_forgejo_bare_signature() {
     let raw = ACTION_RUN_BODY.as_bytes();
     let prefixed = hub_sha256(SECRET_1, raw);
