@@ -336,11 +336,7 @@ async fn queued(app: &App, token: &Token, event: Event, digest: String, now: i64
         delivery_id,
         body_digest: digest,
         topic,
-        message: Some(Accepted {
-            message_id,
-            body: message.into_body(),
-            headers,
-        }),
+        message: Some(Accepted::new(message_id, message.into_body(), headers)),
         skip_reason: None,
     }
 }

@@ -53,6 +53,22 @@ pub struct Accepted {
     pub body: String,
     /// The fedora-messaging headers, as a JSON object.
     pub headers: String,
+    /// `body` packed as the outbox stores it: by the request's task, so
+    /// that the one writer only copies it.
+    packed_body: Vec<u8>,
+}
+
+impl Accepted {
+    /// A message with its body packed for the outbox.
+    pub fn new(message_id: String, body: String, headers: String) -> Self {
+        let packed_body = super::outbox::pack(&body);
+        Self {
+            message_id,
+            body,
+            headers,
+            packed_body,
+        }
+    }
 }
 
 /// What storing one delivery did.
@@ -252,9 +268,9 @@ async fn insert_outbox(
         return Ok(());
     }
     let sql = format!(
-        "INSERT INTO outbox (id, message_id, topic, body, headers, created_at, \
-         next_attempt_at, locked_until) VALUES {}",
-        value_rows(conn, rows.len(), 8)
+        "INSERT INTO outbox (id, message_id, topic, packed_body, body_size, headers, \
+         created_at, next_attempt_at, locked_until) VALUES {}",
+        value_rows(conn, rows.len(), 9)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for delivery in rows {
@@ -265,7 +281,8 @@ async fn insert_outbox(
             .bind(&delivery.id)
             .bind(&message.message_id)
             .bind(&delivery.topic)
-            .bind(&message.body)
+            .bind(message.packed_body.as_slice())
+            .bind(message.body.len() as i64)
             .bind(&message.headers)
             .bind(now)
             .bind(now)
@@ -360,7 +377,7 @@ type Reply = oneshot::Sender<Result<Stored, WriteError>>;
 /// Work for the writer task.
 enum Job {
     /// Store a delivery and say how it went.
-    Store(NewDelivery, Reply),
+    Store(Box<NewDelivery>, Reply),
     /// Forget messages the broker has confirmed; answer when done.
     Sent(Vec<String>, oneshot::Sender<()>),
 }
@@ -437,7 +454,7 @@ impl Writer {
     pub async fn store(&self, delivery: NewDelivery) -> Result<Stored, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job::Store(delivery, reply))
+            .send(Job::Store(Box::new(delivery), reply))
             .await
             .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
@@ -467,7 +484,7 @@ async fn write_jobs(store: &Store, handoff: &Handoff, jobs: Vec<Job>) {
     for job in jobs {
         match job {
             Job::Store(delivery, reply) => {
-                deliveries.push(delivery);
+                deliveries.push(*delivery);
                 replies.push(reply);
             }
             Job::Sent(ids, done) => {

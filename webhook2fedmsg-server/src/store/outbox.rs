@@ -23,7 +23,7 @@ use super::{Backend, Store, now_ms};
 pub const LEASE_MS: i64 = 60_000;
 
 /// A message waiting in the outbox.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct OutboxRow {
     /// The row id: the id of the delivery that queued it.
     pub id: String,
@@ -40,6 +40,69 @@ pub struct OutboxRow {
     /// When the message was accepted, Unix milliseconds.
     pub created_at: i64,
 }
+
+/// An outbox row as stored: its body is in `body` when it was queued
+/// before bodies were packed, in `packed_body` otherwise.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    id: String,
+    message_id: String,
+    topic: String,
+    body: Option<String>,
+    packed_body: Option<Vec<u8>>,
+    body_size: i64,
+    headers: String,
+    attempts: i64,
+    created_at: i64,
+}
+
+impl StoredRow {
+    /// The row with its body unpacked, or its id when the stored body
+    /// cannot be read.
+    fn unpacked(self) -> Result<OutboxRow, String> {
+        let body = match (self.body, &self.packed_body) {
+            (Some(body), _) => body,
+            (None, Some(packed)) => unpack(packed, self.body_size).ok_or(self.id.clone())?,
+            (None, None) => return Err(self.id),
+        };
+        Ok(OutboxRow {
+            id: self.id,
+            message_id: self.message_id,
+            topic: self.topic,
+            body,
+            headers: self.headers,
+            attempts: self.attempts,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// A body as the outbox stores it in `packed_body`: LZ4's block format,
+/// led by the body's length as four little-endian bytes.
+pub(crate) fn pack(body: &str) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(body.as_bytes())
+}
+
+/// The body [`pack`] stored, if `packed` is one of `size` bytes.
+///
+/// The length is checked against the row's before anything is allocated:
+/// a damaged row must not make the dispatcher ask for gigabytes.
+fn unpack(packed: &[u8], size: i64) -> Option<String> {
+    let (length, block) = packed.split_first_chunk::<4>()?;
+    let length = u32::from_le_bytes(*length);
+    if i64::from(length) != size {
+        return None;
+    }
+    let mut body = vec![0; length as usize];
+    let written = lz4_flex::block::decompress_into(block, &mut body).ok()?;
+    if written != body.len() {
+        return None;
+    }
+    String::from_utf8(body).ok()
+}
+
+/// Why a row whose body cannot be read is marked failed.
+const UNREADABLE: &str = "the stored message body cannot be read";
 
 /// How many ids one statement of [`for_ids`] names.
 const IDS_PER_STATEMENT: usize = 100;
@@ -171,12 +234,10 @@ async fn claim(
     } else {
         ""
     };
-    // `octet_length` is read from the row's header on both databases,
-    // without reading the body itself.
     // Numbered parameters, each first used in the order of its number,
     // read the same on both databases.
     let sql = format!(
-        "SELECT id, octet_length(body) FROM outbox WHERE state = 'pending' \
+        "SELECT id, body_size FROM outbox WHERE state = 'pending' \
          AND next_attempt_at <= $1 AND locked_until <= $1 \
          ORDER BY created_at LIMIT $2 {lock}"
     );
@@ -202,7 +263,8 @@ async fn claim(
     let sql = format!(
         "UPDATE outbox SET locked_until = $1 WHERE locked_until <= $2 \
          AND state = 'pending' AND id IN ({}) \
-         RETURNING id, message_id, topic, body, headers, attempts, created_at",
+         RETURNING id, message_id, topic, body, packed_body, body_size, headers, attempts, \
+         created_at",
         ids_p.join(", ")
     );
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -211,7 +273,24 @@ async fn claim(
     for (id, _) in ids {
         query = query.bind(id);
     }
-    let mut rows: Vec<OutboxRow> = query.fetch_all(&mut *conn).await?;
+    let stored: Vec<StoredRow> = query.fetch_all(&mut *conn).await?;
+    let mut rows = Vec::with_capacity(stored.len());
+    for row in stored {
+        match row.unpacked() {
+            Ok(row) => rows.push(row),
+            Err(id) => {
+                tracing::error!(outbox.row = %id, "{UNREADABLE}; marked failed");
+                sqlx::query(
+                    "UPDATE outbox SET state = 'failed', locked_until = 0, last_error = $1 \
+                     WHERE id = $2",
+                )
+                .bind(UNREADABLE)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
     // Row ids are time-ordered: oldest first.
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Claimed { rows, more })
@@ -362,6 +441,46 @@ mod tests {
             attempts: 0,
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn packed_bodies_unpack_to_what_was_packed() {
+        for body in [
+            "",
+            "{}",
+            "é\u{1F600} ünïcode",
+            &"{\"a\":[1,2,3]}".repeat(2000),
+        ] {
+            let packed = pack(body);
+            assert_eq!(unpack(&packed, body.len() as i64).as_deref(), Some(body));
+        }
+        // A 7.7 KB push packs to under a third, into one 4 KB page.
+        let recording = include_str!("../../../fixtures/github/push.new-branch.json");
+        let push = webhook2fedmsg_core::recording::Recording::from_json(recording).unwrap();
+        let push = String::from_utf8(push.body).unwrap();
+        assert!(pack(&push).len() < push.len() / 3, "{}", pack(&push).len());
+    }
+
+    #[test]
+    fn damaged_packed_bodies_are_refused() {
+        let body = "{\"ref\":\"refs/heads/main\"}".repeat(50);
+        let packed = pack(&body);
+        let size = body.len() as i64;
+        // A length that is not the row's, even a huge one.
+        assert_eq!(unpack(&packed, size + 1), None);
+        let mut huge = packed.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(unpack(&huge, size), None);
+        // Cut short, empty, or not LZ4 at all.
+        assert_eq!(unpack(&packed[..packed.len() - 3], size), None);
+        assert_eq!(unpack(&packed[..2], size), None);
+        assert_eq!(unpack(&[], 0), None);
+        let mut garbage = packed[..4].to_vec();
+        garbage.extend_from_slice(&[0xff; 40]);
+        assert_eq!(unpack(&garbage, size), None);
+        // Bytes that unpack, but not to UTF-8.
+        let latin1 = lz4_flex::compress_prepend_size(b"caf\xe9");
+        assert_eq!(unpack(&latin1, 4), None);
     }
 
     #[test]

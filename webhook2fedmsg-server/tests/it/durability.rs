@@ -401,8 +401,6 @@ async fn the_outbox_upgrade_keeps_queued_messages() {
     }
 }
 
-/// A new SQLite file in `dir` and a new PostgreSQL database, for a test
-/// that runs on both.
 /// A claim of due messages reads at most the bytes it is given (but always
 /// one message, however large), says whether more are due, and never
 /// takes a message twice while its lease holds; a start makes messages in
@@ -490,6 +488,60 @@ async fn claims_are_bounded_in_bytes(url: &str) {
     store.close().await;
 }
 
+/// A message whose stored body cannot be read is marked failed, with the
+/// reason, instead of being claimed again after every lease; the messages
+/// beside it go out.
+#[tokio::test]
+async fn an_unreadable_outbox_body_is_marked_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in both_databases(dir.path()).await {
+        unreadable_body_is_marked_failed(&url).await;
+    }
+}
+
+async fn unreadable_body_is_marked_failed(url: &str) {
+    use webhook2fedmsg_server::store::Stored;
+    use webhook2fedmsg_server::store::deliveries::Writer;
+    use webhook2fedmsg_server::store::outbox::Handoff;
+
+    let (store, token) = store_with_token(url).await;
+    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0)));
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let delivery = accepted(&token.id, n, format!("{{\"n\":{n}}}"));
+        ids.push(delivery.id.clone());
+        assert_eq!(writer.store(delivery).await.unwrap(), Stored::New);
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query("UPDATE outbox SET packed_body = $1 WHERE id = $2")
+        .bind(vec![9_u8; 12])
+        .bind(&ids[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let claimed = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap();
+    let bodies: Vec<_> = claimed.rows.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(bodies, ["{\"n\":1}"], "{url}");
+    let records = store.recent_deliveries(&token.id, 10).await.unwrap();
+    let first = records
+        .iter()
+        .find(|r| r.delivery_id.as_deref() == Some("delivery-0"))
+        .unwrap();
+    assert_eq!(first.outcome, "failed", "{url}");
+    assert_eq!(
+        first.reason.as_deref(),
+        Some("the stored message body cannot be read")
+    );
+    // Failed for good: a start does not make it due again.
+    store.outbox_due_at_start().await.unwrap();
+    let again = store.claim_outbox(10, i64::MAX, 60_000).await.unwrap().rows;
+    assert!(again.iter().all(|r| r.id != ids[0]), "{url}");
+    store.close().await;
+}
+
 /// A migrated store at `url` with one GitHub token, alice's.
 async fn store_with_token(
     url: &str,
@@ -530,15 +582,17 @@ fn accepted(token_id: &str, n: usize, body: String) -> webhook2fedmsg_server::st
         delivery_id: Some(format!("delivery-{n}")),
         body_digest: format!("digest-{n}"),
         topic: "github.push".into(),
-        message: Some(Accepted {
-            message_id: uuid::Uuid::new_v4().to_string(),
+        message: Some(Accepted::new(
+            uuid::Uuid::new_v4().to_string(),
             body,
-            headers: "{}".into(),
-        }),
+            "{}".into(),
+        )),
         skip_reason: None,
     }
 }
 
+/// A new SQLite file in `dir` and a new PostgreSQL database, for a test
+/// that runs on both.
 async fn both_databases(dir: &std::path::Path) -> [String; 2] {
     let sqlite = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
     [sqlite, fresh_postgres().await]
@@ -654,11 +708,11 @@ async fn replays_after_the_window(url: &str) {
         delivery_id: Some(id.to_string()),
         body_digest: digest.to_string(),
         topic: "github.push".into(),
-        message: Some(Accepted {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            body: "{}".into(),
-            headers: "{}".into(),
-        }),
+        message: Some(Accepted::new(
+            uuid::Uuid::new_v4().to_string(),
+            "{}".into(),
+            "{}".into(),
+        )),
         skip_reason: None,
     };
     let writer = Writer::start(store.clone(), Arc::new(Handoff::new(100)));
