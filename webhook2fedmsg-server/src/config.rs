@@ -102,7 +102,8 @@ pub struct AmqpConfig {
     /// Default `amq.topic`.
     pub exchange: String,
     /// Prepended to every topic with one dot, whether or not it ends with
-    /// one (`org.fedoraproject.prod`). Default empty.
+    /// one (`org.fedoraproject.prod`): words of letters, digits, `_` and
+    /// `-` joined by dots. Default empty.
     pub topic_prefix: String,
     /// PEM file of the CA that signed the broker's certificate (amqps).
     pub ca_file: Option<PathBuf>,
@@ -414,6 +415,12 @@ impl Config {
         if self.limits.header_timeout_seconds == 0 {
             bail!("limits.header_timeout_seconds must be positive");
         }
+        if !is_topic_prefix(&self.amqp.topic_prefix) {
+            bail!(
+                "amqp.topic_prefix must be words of letters, digits, _ and - joined by dots, \
+                 such as org.fedoraproject.prod: no wildcards, spaces or empty words"
+            );
+        }
         if self.limits.max_connections == 0 {
             bail!("limits.max_connections must be positive");
         }
@@ -481,6 +488,21 @@ impl Config {
     }
 }
 
+/// Whether `prefix` may lead routing keys: empty, or words joined by dots,
+/// with one trailing dot allowed (it is applied once either way).
+fn is_topic_prefix(prefix: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    let prefix = prefix.strip_suffix('.').unwrap_or(prefix);
+    prefix.split('.').all(|word| {
+        !word.is_empty()
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +518,25 @@ mod tests {
     #[test]
     fn defaults_pass_the_checks() {
         Config::default().check().unwrap();
+    }
+
+    #[test]
+    fn topic_prefixes_are_words_joined_by_dots() {
+        let mut config = Config::default();
+        for good in [
+            "",
+            "org.fedoraproject.prod",
+            "org.fedoraproject.prod.",
+            "io-x.a_1",
+        ] {
+            config.amqp.topic_prefix = good.into();
+            assert!(config.check().is_ok(), "{good:?}");
+        }
+        for bad in [".", ".lead", "a..b", "x..", "a b", "a.#", "a.*.b", "é"] {
+            config.amqp.topic_prefix = bad.into();
+            let error = config.check().unwrap_err().to_string();
+            assert!(error.contains("amqp.topic_prefix"), "{bad:?}: {error}");
+        }
     }
 
     #[test]
