@@ -57,13 +57,16 @@ struct StoredRow {
 }
 
 impl StoredRow {
-    /// The row with its body unpacked, or its id when the stored body
-    /// cannot be read.
-    fn unpacked(self) -> Result<OutboxRow, String> {
+    /// The row with its body unpacked, or its row and message ids when the
+    /// stored body cannot be read.
+    fn unpacked(self) -> Result<OutboxRow, (String, String)> {
         let body = match (self.body, &self.packed_body) {
-            (Some(body), _) => body,
-            (None, Some(packed)) => unpack(packed, self.body_size).ok_or(self.id.clone())?,
-            (None, None) => return Err(self.id),
+            (Some(body), _) => Some(body),
+            (None, Some(packed)) => unpack(packed, self.body_size),
+            (None, None) => None,
+        };
+        let Some(body) = body else {
+            return Err((self.id, self.message_id));
         };
         Ok(OutboxRow {
             id: self.id,
@@ -278,8 +281,9 @@ async fn claim(
     for row in stored {
         match row.unpacked() {
             Ok(row) => rows.push(row),
-            Err(id) => {
-                tracing::error!(outbox.row = %id, "{UNREADABLE}; marked failed");
+            Err((id, message_id)) => {
+                tracing::error!(outbox.row = %id, message.id = %message_id,
+                    "{UNREADABLE}; marked failed");
                 sqlx::query(
                     "UPDATE outbox SET state = 'failed', locked_until = 0, last_error = $1 \
                      WHERE id = $2",
