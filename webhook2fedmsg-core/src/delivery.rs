@@ -80,6 +80,15 @@ pub enum DeliveryError {
     /// type.
     #[error("payload field {0} is missing or not a string")]
     MissingField(&'static str),
+    /// The delivery names its event in another service's header: it was
+    /// sent to a hook of the wrong service.
+    #[error("this delivery comes from {service} (it sends {header}): send it to a {service} hook")]
+    OtherService {
+        /// The header that gives the sender away.
+        header: &'static str,
+        /// The service whose hook it belongs to.
+        service: &'static str,
+    },
 }
 
 /// The headers and raw body bytes of one webhook delivery.

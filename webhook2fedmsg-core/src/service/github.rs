@@ -36,6 +36,14 @@ const HEADERS: HeaderAllowlist = HeaderAllowlist {
     ],
 };
 
+/// Event headers of forges that also send GitHub's, by lower-case name,
+/// with their display name and the service they belong to.
+const OTHER_SENDERS: [(&str, &str, &str); 3] = [
+    ("x-forgejo-event", "X-Forgejo-Event", "forgejo"),
+    ("x-gitea-event", "X-Gitea-Event", "gitea"),
+    ("x-gogs-event", "X-Gogs-Event", "gitea"),
+];
+
 /// The few payload fields GitHub's conversion reads.
 #[derive(Deserialize)]
 pub(crate) struct Fields<'a> {
@@ -92,6 +100,13 @@ impl Service for Github {
     }
 
     fn decode(&self, delivery: &Delivery, _context: &Context) -> Result<Event, DeliveryError> {
+        // Forgejo and Gitea send GitHub's headers too, beside their own;
+        // their deliveries are not GitHub's news.
+        for (name, header, service) in OTHER_SENDERS {
+            if delivery.first_header(name).is_some() {
+                return Err(DeliveryError::OtherService { header, service });
+            }
+        }
         let event = delivery.required_header("x-github-event")?;
         topic::check_word("X-GitHub-Event", event)?;
         let payload = delivery.object_text()?;

@@ -788,3 +788,36 @@ fn large_github_body_converts_intact() {
     let message = support::convert(Kind::Github, &delivery, None).expect("published");
     assert_eq!(support::body_of(&message)["body"], body);
 }
+
+#[test]
+fn forgejo_and_gitea_deliveries_are_refused_by_github() {
+    for (fixture, header, service) in [
+        ("forgejo/push.json", "X-Forgejo-Event", "forgejo"),
+        ("gitea/push.json", "X-Gitea-Event", "gitea"),
+    ] {
+        let delivery = support::recording(fixture).to_delivery();
+        assert!(
+            delivery.first_header("x-github-event").is_some(),
+            "{fixture}"
+        );
+        assert_eq!(
+            decode(Kind::Github, &delivery).err(),
+            Some(DeliveryError::OtherService { header, service }),
+            "{fixture}"
+        );
+        let own: Kind = service.parse().unwrap();
+        assert!(decode(own, &delivery).is_ok(), "{fixture}");
+    }
+    // Gitea's older header alone gives it away too.
+    let delivery = delivery(
+        &[("X-GitHub-Event", "push"), ("X-Gogs-Event", "push")],
+        b"{}".to_vec(),
+    );
+    assert_eq!(
+        decode(Kind::Github, &delivery).err(),
+        Some(DeliveryError::OtherService {
+            header: "X-Gogs-Event",
+            service: "gitea"
+        })
+    );
+}
