@@ -124,7 +124,10 @@ pub fn verify(
             .iter()
             .any(|(check, parsed)| !sha1(check) && matches!(parsed, Parsed::Mac(_)));
     for secret in usable {
-        let mut macs = Macs::new(secret, delivery.body(), both);
+        let mut macs = Macs::new(secret, delivery.body());
+        if both {
+            macs.pair();
+        }
         match present
             .iter()
             .find(|(check, parsed)| !matches(*check, parsed, &mut macs, delivery))
@@ -279,8 +282,6 @@ fn standard_webhooks(delivery: &Delivery, value: &str, now: i64) -> Result<Parse
 struct Macs<'a> {
     secret: &'a Secret,
     body: &'a [u8],
-    /// Whether both MACs will be needed, so they are computed together.
-    both: bool,
     sha256: Option<[u8; 32]>,
     sha1: Option<[u8; 20]>,
 }
@@ -289,11 +290,10 @@ struct Macs<'a> {
 const BLOCK: usize = 64;
 
 impl<'a> Macs<'a> {
-    fn new(secret: &'a Secret, body: &'a [u8], both: bool) -> Self {
+    fn new(secret: &'a Secret, body: &'a [u8]) -> Self {
         Self {
             secret,
             body,
-            both,
             sha256: None,
             sha1: None,
         }
@@ -304,18 +304,12 @@ impl<'a> Macs<'a> {
     }
 
     fn sha256(&mut self) -> &[u8] {
-        if self.both {
-            self.pair();
-        }
         let (key, body) = (self.key(), self.body);
         self.sha256
             .get_or_insert_with(|| hmac_sha256(key, body).finalize().into_bytes().into())
     }
 
     fn sha1(&mut self) -> &[u8] {
-        if self.both {
-            self.pair();
-        }
         let (key, body) = (self.key(), self.body);
         self.sha1
             .get_or_insert_with(|| hmac_sha1(key, body).finalize().into_bytes().into())
@@ -329,9 +323,6 @@ impl<'a> Macs<'a> {
     /// chain, and the pair costs about three quarters of the two computed
     /// one after the other.
     fn pair(&mut self) {
-        if self.sha256.is_some() && self.sha1.is_some() {
-            return;
-        }
         let key = self.key();
         let (mut sha256, mut sha1) = (hmac_sha256(key, &[]), hmac_sha1(key, &[]));
         for block in self.body.chunks(BLOCK) {

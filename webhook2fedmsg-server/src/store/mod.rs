@@ -91,8 +91,8 @@ impl Store {
                         // values are spread over far more than 2 MB
                         // anyway, and each connection's cache is its own
                         // (load benchmark: peak RSS 57.7 to 60.9 MB with
-                        // 2 MB in three runs, 54.5 and 54.6 MB with 500 KB
-                        // in two; accepted/s moved more from run to run
+                        // 2 MB in three runs, 54.0 to 55.7 MB with 500 KB
+                        // in five; accepted/s moved more from run to run
                         // than between the two).
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
