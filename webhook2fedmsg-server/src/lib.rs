@@ -102,7 +102,8 @@ impl App {
         let provider = auth::Provider::from_config(&config.oidc, &config.public_base())?;
         let handoff = Arc::new(Handoff::new(HANDOFF_CAPACITY));
         Ok(Arc::new(Self {
-            writer: Writer::start(store.clone(), handoff.clone()),
+            writer: Writer::start(store.clone(), handoff.clone())
+                .context("cannot start the database writer's thread")?,
             hooks: HookReader::start(store.clone()),
             handoff,
             body_budget: hooks::BodyBudget::new(config.limits.max_inflight_body_bytes),

@@ -154,6 +154,16 @@ pub(crate) fn param(conn: &sqlx::AnyConnection, n: usize) -> String {
     }
 }
 
+/// Whether a statement whose text depends on how many rows or ids it
+/// carries is kept prepared on `conn`. Not on SQLite: there each kept
+/// statement holds its compiled program in the server's own memory, tens
+/// of kilobytes for a batch of rows, and each connection keeps up to a
+/// hundred (load benchmark: peak RSS 63 to 66 MB when kept, 49 to 53 MB
+/// when not, at the same speed). PostgreSQL keeps them on its side.
+pub(crate) fn keep_prepared(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name() != "SQLite"
+}
+
 /// `$first, $first+1, ...`: `count` parameters for `conn`, see [`param`].
 pub(crate) fn params(conn: &sqlx::AnyConnection, first: usize, count: usize) -> String {
     (first..first + count)

@@ -271,6 +271,7 @@ async fn claim(
         ids_p.join(", ")
     );
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .persistent(super::keep_prepared(conn))
         .bind(now + lease_ms)
         .bind(now);
     for (id, _) in ids {
@@ -327,7 +328,8 @@ pub(crate) async fn for_ids<S: AsRef<str> + Sync>(
         let sql = statement
             .replace("{first}", &super::param(conn, 1))
             .replace("{ids}", &super::params(conn, start, chunk.len()));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(super::keep_prepared(conn));
         if let Some(first) = first {
             query = query.bind(first);
         }

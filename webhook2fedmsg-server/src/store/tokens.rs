@@ -274,7 +274,9 @@ impl Store {
                 columns.join(", "),
                 super::params(&conn, 2, chunk.len())
             );
-            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now);
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .persistent(super::keep_prepared(&conn))
+                .bind(now);
             for hook_id in chunk {
                 query = query.bind(*hook_id);
             }

@@ -311,7 +311,7 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
     // Room: handed over, with the body as stored.
     let roomy = Arc::new(Handoff::new(10));
     assert!(roomy.take_claim(), "a new hand-off asks for a first claim");
-    let writer = Writer::start(store.clone(), roomy.clone());
+    let writer = Writer::start(store.clone(), roomy.clone()).unwrap();
     let first = delivery(1);
     let (a, b) = tokio::join!(writer.store(first.clone()), writer.store(first.clone()));
     let mut outcomes = vec![a.unwrap(), b.unwrap()];
@@ -339,7 +339,7 @@ async fn writer_hands_messages_over_or_leaves_them_to_be_claimed() {
     // No room: left in the outbox, unleased, and a claim asked for.
     let full = Arc::new(Handoff::new(0));
     full.take_claim();
-    let writer = Writer::start(store.clone(), full.clone());
+    let writer = Writer::start(store.clone(), full.clone()).unwrap();
     let second = delivery(2);
     assert_eq!(writer.store(second.clone()).await.unwrap(), Stored::New);
     assert!(full.take(10).is_empty());
@@ -420,7 +420,7 @@ async fn claims_are_bounded_in_bytes(url: &str) {
 
     let (store, token) = store_with_token(url).await;
     // Nothing is handed over: every message waits in the outbox.
-    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0)));
+    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0))).unwrap();
     let mut sizes = Vec::new();
     for (n, size) in [1000, 1000, 1000, 5000, 1000].into_iter().enumerate() {
         let body = format!("{{\"n\":\"{}\"}}", "x".repeat(size - 8));
@@ -505,7 +505,7 @@ async fn unreadable_body_is_marked_failed(url: &str) {
     use webhook2fedmsg_server::store::outbox::Handoff;
 
     let (store, token) = store_with_token(url).await;
-    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0)));
+    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(0))).unwrap();
     let mut ids = Vec::new();
     for n in 0..2 {
         let delivery = accepted(&token.id, n, format!("{{\"n\":{n}}}"));
@@ -661,7 +661,8 @@ async fn upgrade_keeps_queued_messages(url: &str) {
     // Published now: the delivery reads so, with nothing written to it.
     let handoff = Arc::new(webhook2fedmsg_server::store::outbox::Handoff::new(10));
     let writer =
-        webhook2fedmsg_server::store::deliveries::Writer::start(store.clone(), handoff.clone());
+        webhook2fedmsg_server::store::deliveries::Writer::start(store.clone(), handoff.clone())
+            .unwrap();
     let removed = writer.sent(vec!["d1".into(), "m0".into()]).await.unwrap();
     let _ = removed.await;
     let after = outcomes(store.recent_deliveries("t", 10).await.unwrap());
@@ -715,7 +716,7 @@ async fn replays_after_the_window(url: &str) {
         )),
         skip_reason: None,
     };
-    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(100)));
+    let writer = Writer::start(store.clone(), Arc::new(Handoff::new(100))).unwrap();
     let first = delivery(&tokens[0], "x1", "body-1");
     assert_eq!(writer.store(first).await.unwrap(), Stored::New);
     assert_eq!(store.purge_deliveries(now_ms() + 1).await.unwrap(), 1);
