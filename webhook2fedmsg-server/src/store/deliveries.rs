@@ -378,16 +378,19 @@ enum Job {
 /// at a time: one commit (and its fsync) serves many requests, and on
 /// SQLite nothing else on this path waits for the one write lock.
 ///
-/// The writer runs on a thread of its own, with a single-threaded
-/// runtime. Each statement of a batch is a round trip to the database
-/// (SQLite's connection thread, or PostgreSQL), and an answer that wakes
-/// a task of the server's runtime from outside joins the back of its
-/// queue, behind every request being handled. On the server's runtime,
-/// under load, the writer was busy 96% of the time with batches of 23
-/// deliveries taking 4.4 ms, and a single delivery's commit took 0.95 ms
-/// at 1,000/s; on its own thread, batches of 15 to 19 took 1.7 to 2.8 ms,
-/// and a single commit 0.35 ms (load benchmark on SQLite: 4,625 to 4,960
-/// accepted/s before, in three runs; 5,367 and 5,397 after, in two).
+/// On SQLite the writer runs on a thread of its own, with a
+/// single-threaded runtime. Each statement of a batch is a round trip to
+/// SQLite's connection thread, and an answer that wakes a task of the
+/// server's runtime from outside joins the back of its queue, behind
+/// every request being handled. On the server's runtime, under load, the
+/// writer was busy 96% of the time with batches of 23 deliveries taking
+/// 4.4 ms, and a single delivery's commit took 0.95 ms at 1,000/s; on its
+/// own thread, batches of 15 to 19 took 1.7 to 2.8 ms, and a single
+/// commit 0.35 ms (load benchmark: 4,625 to 4,960 accepted/s before, in
+/// three runs; 5,367 and 5,397 after, in two). PostgreSQL's answers come
+/// through the sockets the server's runtime watches, and there the thread
+/// made it slower (4,221 and 4,293/s against 4,499 to 4,806/s), so its
+/// writer stays on the server's runtime.
 ///
 /// New messages are handed to the dispatcher in memory once committed
 /// (leased, so that no other instance takes them), unless its
@@ -479,11 +482,16 @@ impl WriteError {
 }
 
 impl Writer {
-    /// Starts the writer on `store`, on a thread of its own, handing new
-    /// messages to `handoff`; fails only when the thread cannot be
-    /// started. It stops once every clone of the [`Writer`] is dropped.
+    /// Starts the writer on `store`, handing new messages to `handoff`:
+    /// on SQLite on a thread of its own, which fails only when the thread
+    /// cannot be started. It stops once every clone of the [`Writer`] is
+    /// dropped.
     pub fn start(store: Store, handoff: Arc<Handoff>) -> std::io::Result<Self> {
         let (queue, incoming) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        if store.backend() != super::Backend::Sqlite {
+            tokio::spawn(write_all(store, handoff, incoming));
+            return Ok(Self { queue });
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
