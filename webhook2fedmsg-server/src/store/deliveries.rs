@@ -462,20 +462,13 @@ impl WriteError {
     /// What a failed write means for the deliveries in it; logs the
     /// database's error unless it is the token's removal.
     fn from_database(error: &sqlx::Error) -> Self {
-        let kind = Self::from_database_quietly(error);
-        if matches!(kind, WriteError::Database) {
-            tracing::error!(%error, "cannot store a delivery");
-        }
-        kind
-    }
-
-    fn from_database_quietly(error: &sqlx::Error) -> Self {
         let removed = error
             .as_database_error()
             .is_some_and(|e| e.is_foreign_key_violation());
         if removed {
             WriteError::TokenRemoved
         } else {
+            tracing::error!(%error, "cannot store a delivery");
             WriteError::Database
         }
     }
@@ -569,47 +562,32 @@ async fn write_jobs(store: &Store, handoff: &Handoff, last_used: &mut LastUsed, 
             last_used.record(&touch, accepted_at);
             results
         }
-        Err(error) if deliveries.len() + usize::from(!sent.is_empty()) > 1 => {
+        Err(error)
+            if is_row_fault(&error) && deliveries.len() + usize::from(!sent.is_empty()) > 1 =>
+        {
             // One bad row must not fail its neighbours: retry one by one.
-            if matches!(
-                WriteError::from_database_quietly(&error),
-                WriteError::TokenRemoved
-            ) {
-                tracing::debug!(
-                    batch.size = deliveries.len(),
-                    "a token in the batch is gone, retrying singly"
-                );
-            } else {
-                tracing::warn!(%error, batch.size = deliveries.len(), "batch write failed, retrying singly");
+            tracing::debug!(%error, batch.size = deliveries.len(), "a row of the batch was refused, retrying singly");
+            if !sent.is_empty() {
+                if let Err(error) = store.write_batch(&[], &sent, &[], 0).await {
+                    tracing::error!(%error, "cannot remove published messages from the outbox");
+                }
             }
-            if let Err(error) = store.write_batch(&[], &sent, &[], 0).await {
-                tracing::error!(%error, "cannot remove published messages from the outbox");
-            }
-            let mut results = Vec::with_capacity(deliveries.len());
-            for delivery in &deliveries {
-                let result = store
-                    .write_batch(
-                        std::slice::from_ref(delivery),
-                        &[],
-                        &[delivery.token_id.as_str()],
-                        lease_until,
-                    )
-                    .await
-                    .map(|mut r| r.remove(0))
-                    .map_err(|e| WriteError::from_database(&e));
-                results.push(result);
-            }
+            let results = write_singly(store, &deliveries, lease_until).await;
             finish(handoff, handed, accepted_at, deliveries, replies, results);
             return;
         }
-        Err(error) if deliveries.is_empty() => {
-            tracing::error!(%error, "cannot remove published messages from the outbox");
-            return;
-        }
         Err(error) => {
-            let error = WriteError::from_database(&error);
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
+            // Not the fault of a row (the database is locked, full or
+            // gone): writing the rows one by one would wait as long again
+            // for each, so the whole batch fails now.
+            if !sent.is_empty() {
+                tracing::error!(%error, "cannot remove published messages from the outbox");
+            }
+            if !deliveries.is_empty() {
+                let error = WriteError::from_database(&error);
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
             }
             return;
         }
@@ -622,6 +600,52 @@ async fn write_jobs(store: &Store, handoff: &Handoff, last_used: &mut LastUsed, 
         replies,
         results.into_iter().map(Ok).collect(),
     );
+}
+
+/// Whether the database refused `error`'s statement for what one of its
+/// rows holds (a removed token, a broken constraint), rather than for
+/// its own state (locked, full, unreachable), which would refuse every
+/// row alike.
+fn is_row_fault(error: &sqlx::Error) -> bool {
+    use sqlx::error::ErrorKind;
+    error.as_database_error().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            ErrorKind::ForeignKeyViolation
+                | ErrorKind::UniqueViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation
+        )
+    })
+}
+
+/// Writes each delivery in a transaction of its own, after a batch of
+/// them was refused for one row's sake. Once one fails for another
+/// reason than its row, the rest fail with it, unwritten.
+async fn write_singly(
+    store: &Store,
+    deliveries: &[NewDelivery],
+    lease_until: i64,
+) -> Vec<Result<Stored, WriteError>> {
+    let mut results = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        if let Some(Err(WriteError::Database)) = results.last() {
+            results.push(Err(WriteError::Database));
+            continue;
+        }
+        let result = store
+            .write_batch(
+                std::slice::from_ref(delivery),
+                &[],
+                &[delivery.token_id.as_str()],
+                lease_until,
+            )
+            .await
+            .map(|mut r| r.remove(0))
+            .map_err(|e| WriteError::from_database(&e));
+        results.push(result);
+    }
+    results
 }
 
 /// Hands the new messages to the dispatcher and answers each request.
@@ -675,6 +699,40 @@ mod tests {
             message: None,
             skip_reason: None,
         }
+    }
+
+    /// A batch is written again row by row only when one of its rows is
+    /// at fault; a database that refuses every row would only make each
+    /// of them wait and fail again.
+    #[tokio::test]
+    async fn only_a_refused_row_is_a_row_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        store.migrate().await.unwrap();
+
+        let orphan = store
+            .write_batch(&[delivery("no-such-token")], &[], &[], 0)
+            .await
+            .unwrap_err();
+        assert!(is_row_fault(&orphan), "{orphan}");
+
+        sqlx::query("ALTER TABLE deliveries RENAME TO deliveries_away")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let broken = store
+            .write_batch(&[delivery("no-such-token")], &[], &[], 0)
+            .await
+            .unwrap_err();
+        assert!(!is_row_fault(&broken), "{broken}");
+        let results = write_singly(&store, &[delivery("a"), delivery("b")], 0).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(WriteError::Database))),
+            "{results:?}"
+        );
     }
 
     #[test]
