@@ -8,6 +8,7 @@ use serde_json::json;
 use webhook2fedmsg_core::recording::Recording;
 use webhook2fedmsg_core::{Context, Kind};
 
+use crate::api::json::TokenView;
 use crate::api::ops::Creation;
 use crate::config::Config;
 use crate::crypto::SecretBox;
@@ -22,7 +23,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::run(config, listener, shutdown_signal()).await
 }
 
+/// Resolves at the first SIGINT or SIGTERM, when the server stops
+/// accepting and finishes the requests in flight. A second signal ends
+/// the process at once: what was committed stays in the outbox, and the
+/// requests then in flight were not answered, so their senders do not
+/// count them as delivered.
 async fn shutdown_signal() {
+    stop_signal().await;
+    tokio::spawn(async {
+        stop_signal().await;
+        tracing::warn!("second stop signal: exiting without waiting for the requests in flight");
+        std::process::exit(1);
+    });
+}
+
+async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
@@ -70,6 +85,10 @@ pub fn convert(
         Some(kind) => kind,
         None => guess_service(file, &recording)?,
     };
+    if kind == Kind::Pretix && instance_url.is_none() {
+        // Its token names the instance; the delivery itself does not.
+        bail!("a Pretix delivery needs --instance-url, the base URL of the pretix instance");
+    }
     let delivery = recording.to_delivery();
     let context = Context { instance_url };
     let event = kind
@@ -176,22 +195,15 @@ pub async fn token_add(
     Ok(())
 }
 
-/// `webhook2fedmsg token list`.
+/// `webhook2fedmsg token list`: a line of JSON per token, as the API shows
+/// it to its owner.
 pub async fn token_list(config: &Config, user: Option<&str>) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for token in store.tokens(user).await? {
-        let line = json!({
-            "id": token.id,
-            "owner": token.owner,
-            "service": token.service,
-            "name": token.name,
-            "hook_url": config.hook_url(&token.service, &token.hook_id),
-            "instance_url": token.instance_url,
-            "enabled": token.is_enabled(),
-            "last_used_at": token.last_used_at,
-        });
+        let hook_url = config.hook_url(&token.service, &token.hook_id);
+        let line = serde_json::to_string(&TokenView::new(&token, Some(hook_url), None))?;
         writeln!(out, "{line}")?;
     }
     store.close().await;

@@ -65,6 +65,15 @@ fn convert_takes_the_pretix_instance_url() {
         "https://rsvp.example.org"
     );
     assert_eq!(dump["topic"], "pretix.event.checkin");
+
+    let without = run(dir.path(), &["convert", fixture.to_str().unwrap()]);
+    assert!(!without.status.success());
+    assert!(without.stdout.is_empty());
+    assert!(
+        text(&without.stderr).contains("--instance-url"),
+        "{}",
+        text(&without.stderr)
+    );
 }
 
 #[test]
@@ -150,6 +159,15 @@ fn token_add_list_and_remove() {
     let listed = run(dir.path(), &["token", "list", "--user", "alice"]);
     let line: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(line["id"], token["id"]);
+    assert_eq!(line["hook_url"], token["hook_url"]);
+    assert_eq!(line["enabled"], true);
+    assert_eq!(line["last_used_at"], Value::Null);
+    let created = line["created_at"].as_str().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "{created}"
+    );
     assert!(
         !text(&listed.stdout).contains(token["secret"].as_str().unwrap()),
         "list never shows secrets"

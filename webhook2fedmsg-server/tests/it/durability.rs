@@ -739,3 +739,71 @@ async fn replays_after_the_window(url: &str) {
     assert!(store.remove_token(&tokens[0]).await.unwrap());
     store.close().await;
 }
+
+/// A stop signal lets a request still sending its body finish (up to the
+/// body deadline); a second signal ends the server at once, without an
+/// answer to that request, which was therefore not accepted.
+#[tokio::test]
+async fn a_second_stop_signal_ends_the_server_at_once() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let port = free_port();
+    let output = command(dir.path(), &prefix, port)
+        .args(["token", "add", "--user", "user-a", "--service", "github"])
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "token add: {output:?}");
+    let token: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let path = token["hook_url"]
+        .as_str()
+        .unwrap()
+        .rsplit_once("/github/")
+        .unwrap()
+        .1
+        .to_string();
+    let mut child = start_child(dir.path(), &prefix, port).await;
+
+    // Headers and a tenth of the body, then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /github/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         X-GitHub-Event: push\r\nX-GitHub-Delivery: 1\r\nX-Hub-Signature-256: sha256={}\r\n\
+         Content-Length: 1000\r\n\r\n{{\"ref\":\"a\"",
+        "0".repeat(64)
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.process.id().unwrap().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("TERM");
+    // The first signal waits for the stalled body.
+    let waited = tokio::time::timeout(Duration::from_secs(1), child.process.wait()).await;
+    assert!(
+        waited.is_err(),
+        "the server waits for the request in flight"
+    );
+    signal("TERM");
+    // The body deadline is 60 s; the second signal does not wait for it.
+    let status = tokio::time::timeout(Duration::from_secs(20), child.process.wait())
+        .await
+        .expect("the second signal ends the server")
+        .unwrap();
+    assert!(!status.success(), "{status:?}");
+    let mut answer = Vec::new();
+    let _ = stalled.read_to_end(&mut answer).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+}
