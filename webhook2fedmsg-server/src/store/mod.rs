@@ -41,6 +41,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Tokens recently looked up by hook id; SQLite only, see
+    /// [`tokens::HookCache`].
+    hook_cache: Option<std::sync::Arc<tokens::HookCache>>,
 }
 
 /// The migrations, embedded in the binary.
@@ -108,7 +111,12 @@ impl Store {
             .connect_with(options)
             .await
             .context("cannot connect to the database")?;
-        Ok(Self { pool, backend })
+        let hook_cache = (backend == Backend::Sqlite).then(Default::default);
+        Ok(Self {
+            pool,
+            backend,
+            hook_cache,
+        })
     }
 
     /// Creates or upgrades the schema.

@@ -807,3 +807,51 @@ async fn a_second_stop_signal_ends_the_server_at_once() {
     let _ = stalled.read_to_end(&mut answer).await;
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }
+
+/// On SQLite the server keeps a busy hook's token in memory for a
+/// second; a `token remove` run by another process meanwhile still stops
+/// the next delivery (404), which then publishes nothing.
+#[tokio::test]
+async fn a_token_removed_by_another_process_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let port = free_port();
+    let mut listener = Listener::bind(&prefix).await;
+    let output = command(dir.path(), &prefix, port)
+        .args(["token", "add", "--user", "user-a", "--service", "github"])
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "token add: {output:?}");
+    let token: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let secret = token["secret"].as_str().unwrap().to_string();
+    let id = token["id"].as_str().unwrap().to_string();
+    let path = token["hook_url"]
+        .as_str()
+        .unwrap()
+        .rsplit_once("/github/")
+        .unwrap()
+        .1
+        .to_string();
+    let child = start_child(dir.path(), &prefix, port).await;
+    let url = format!("{}/github/{path}", child.base);
+
+    let (status, body) = post(&url, &numbered_push(1, &secret)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let removed = command(dir.path(), &prefix, port)
+        .args(["token", "remove", &id])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(removed.success());
+    let (status, body) = post(&url, &numbered_push(2, &secret)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "not_found");
+
+    let published = listener.take(1).await;
+    assert_eq!(published.len(), 1);
+    let more = tokio::time::timeout(Duration::from_secs(2), listener.take(1)).await;
+    assert!(more.is_err(), "the refused delivery is not published");
+}

@@ -106,6 +106,15 @@ async fn ping_is_acknowledged_with_a_reason_and_not_published() {
 async fn disabled_token_is_refused_with_403_and_enabled_again_works() {
     let server = TestServer::start(Options::default()).await;
     let (token, secret, url) = server.token("user-a", "github", None).await;
+    // Used first, so that the server has read (and may hold) the token as
+    // enabled.
+    let mut tag = signed_fixture(&fixtures().join("github/push.tag.json"), &secret);
+    set_header(
+        &mut tag,
+        "X-GitHub-Delivery",
+        "00000000-0000-4000-8000-000000000003",
+    );
+    assert_eq!(post(&url, &tag).await.0, StatusCode::ACCEPTED);
     server
         .app
         .store
@@ -150,6 +159,14 @@ async fn removed_token_is_unknown_but_its_accepted_message_is_still_published() 
 async fn rotated_secret_stops_verifying_at_once_without_grace() {
     let server = TestServer::start(Options::default()).await;
     let (token, old, url) = server.token("user-a", "github", None).await;
+    // Used first, so that the server has read (and may hold) the secret.
+    let mut tag = signed_fixture(&fixtures().join("github/push.tag.json"), &old);
+    set_header(
+        &mut tag,
+        "X-GitHub-Delivery",
+        "00000000-0000-4000-8000-000000000003",
+    );
+    assert_eq!(post(&url, &tag).await.0, StatusCode::ACCEPTED);
     let new = server
         .app
         .store
