@@ -17,40 +17,51 @@ use crate::store::tokens::NewToken;
 
 /// `webhook2fedmsg serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Listened for before the port opens: until then a stop signal would
+    // end the process at once, as if killed.
+    let stops = StopSignals::new().context("cannot listen for SIGINT and SIGTERM")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    crate::run(config, listener, shutdown_signal()).await
+    crate::run(config, listener, shutdown_on(stops)).await
 }
 
-/// Resolves at the first SIGINT or SIGTERM, when the server stops
-/// accepting and finishes the requests in flight. A second signal ends
-/// the process at once: what was committed stays in the outbox, and the
-/// requests then in flight were not answered, so their senders do not
-/// count them as delivered.
-async fn shutdown_signal() {
-    stop_signal().await;
-    tokio::spawn(async {
-        stop_signal().await;
+/// SIGINT and SIGTERM, each caught from when this is made.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Resolves at the first stop signal, when the server stops accepting
+/// and finishes the requests in flight. A second signal ends the process
+/// at once: what was committed stays in the outbox, and the requests then
+/// in flight were not answered, so their senders do not count them as
+/// delivered.
+async fn shutdown_on(mut stops: StopSignals) {
+    stops.next().await;
+    tokio::spawn(async move {
+        stops.next().await;
         tracing::warn!("second stop signal: exiting without waiting for the requests in flight");
         std::process::exit(1);
     });
-}
-
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// `webhook2fedmsg migrate`.

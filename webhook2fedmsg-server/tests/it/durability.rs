@@ -200,14 +200,10 @@ async fn start_child(dir: &Path, prefix: &str, port: u16) -> Child {
     panic!("the server did not start");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_killed_mid_load_publishes_every_accepted_delivery_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
-    let port = free_port();
-    let mut listener = Listener::bind(&prefix).await;
-
-    let output = command(dir.path(), &prefix, port)
+/// A GitHub token made with `webhook2fedmsg token add`: its id, its
+/// secret and the hook id of its URL.
+async fn cli_token(dir: &Path, prefix: &str, port: u16) -> (String, String, String) {
+    let output = command(dir, prefix, port)
         .args(["token", "add", "--user", "user-a", "--service", "github"])
         .stdout(Stdio::piped())
         .output()
@@ -215,14 +211,20 @@ async fn server_killed_mid_load_publishes_every_accepted_delivery_after_restart(
         .unwrap();
     assert!(output.status.success(), "token add: {output:?}");
     let token: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let secret = token["secret"].as_str().unwrap().to_string();
-    let hook_path = token["hook_url"]
-        .as_str()
-        .unwrap()
-        .rsplit_once("/github/")
-        .unwrap()
-        .1
-        .to_string();
+    let text = |key: &str| token[key].as_str().unwrap().to_string();
+    let hook_url = text("hook_url");
+    let (_, hook) = hook_url.rsplit_once("/github/").unwrap();
+    (text("id"), text("secret"), hook.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_load_publishes_every_accepted_delivery_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let port = free_port();
+    let mut listener = Listener::bind(&prefix).await;
+
+    let (_, secret, hook_path) = cli_token(dir.path(), &prefix, port).await;
 
     let mut child = start_child(dir.path(), &prefix, port).await;
     let url = format!("{}/github/{hook_path}", child.base);
@@ -750,21 +752,7 @@ async fn a_second_stop_signal_ends_the_server_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix();
     let port = free_port();
-    let output = command(dir.path(), &prefix, port)
-        .args(["token", "add", "--user", "user-a", "--service", "github"])
-        .stdout(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "token add: {output:?}");
-    let token: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let path = token["hook_url"]
-        .as_str()
-        .unwrap()
-        .rsplit_once("/github/")
-        .unwrap()
-        .1
-        .to_string();
+    let (_, _, path) = cli_token(dir.path(), &prefix, port).await;
     let mut child = start_child(dir.path(), &prefix, port).await;
 
     // Headers and a tenth of the body, then nothing.
@@ -817,23 +805,7 @@ async fn a_token_removed_by_another_process_is_refused_at_once() {
     let prefix = unique_prefix();
     let port = free_port();
     let mut listener = Listener::bind(&prefix).await;
-    let output = command(dir.path(), &prefix, port)
-        .args(["token", "add", "--user", "user-a", "--service", "github"])
-        .stdout(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "token add: {output:?}");
-    let token: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let secret = token["secret"].as_str().unwrap().to_string();
-    let id = token["id"].as_str().unwrap().to_string();
-    let path = token["hook_url"]
-        .as_str()
-        .unwrap()
-        .rsplit_once("/github/")
-        .unwrap()
-        .1
-        .to_string();
+    let (id, secret, path) = cli_token(dir.path(), &prefix, port).await;
     let child = start_child(dir.path(), &prefix, port).await;
     let url = format!("{}/github/{path}", child.base);
 
@@ -854,4 +826,44 @@ async fn a_token_removed_by_another_process_is_refused_at_once() {
     assert_eq!(published.len(), 1);
     let more = tokio::time::timeout(Duration::from_secs(2), listener.take(1)).await;
     assert!(more.is_err(), "the refused delivery is not published");
+}
+
+/// A stop signal that arrives as soon as the port opens, before the
+/// server has finished starting, stops it cleanly (exit status 0), not
+/// as a signal's default would.
+#[tokio::test]
+async fn a_stop_signal_as_soon_as_the_port_opens_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut process = command(dir.path(), &unique_prefix(), port)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut opened = false;
+    for _ in 0..2000 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(opened, "the server did not open its port");
+    let pid = process.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), process.wait())
+        .await
+        .expect("the server stops")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
