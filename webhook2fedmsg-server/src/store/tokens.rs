@@ -419,8 +419,10 @@ async fn insert_secret(
 pub const HOOK_CACHE_MS: i64 = 1000;
 
 /// Tokens recently read by hook id, so that a busy hook costs a query a
-/// second rather than one per delivery (load benchmark on SQLite: about
-/// a tenth less of the server's CPU per delivery).
+/// second rather than one per delivery (load benchmark on SQLite, three
+/// alternating pairs of runs: 290 to 300 µs of the server's CPU per
+/// delivery against 337 to 352 µs, and 5,287 to 5,665 accepted/s
+/// against 4,932 to 5,172).
 ///
 /// Kept on SQLite only, where one server owns the database: this
 /// [`Store`] forgets every cached token at once when it changes one

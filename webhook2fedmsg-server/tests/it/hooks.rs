@@ -102,18 +102,21 @@ async fn ping_is_acknowledged_with_a_reason_and_not_published() {
     server.stop().await;
 }
 
+/// Another push than [`push`], signed with `secret`, with the delivery
+/// id `delivery`.
+fn tag_push(secret: &str, delivery: &str) -> Recording {
+    let mut recording = signed_fixture(&fixtures().join("github/push.tag.json"), secret);
+    set_header(&mut recording, "X-GitHub-Delivery", delivery);
+    recording
+}
+
 #[tokio::test]
 async fn disabled_token_is_refused_with_403_and_enabled_again_works() {
     let server = TestServer::start(Options::default()).await;
     let (token, secret, url) = server.token("user-a", "github", None).await;
     // Used first, so that the server has read (and may hold) the token as
     // enabled.
-    let mut tag = signed_fixture(&fixtures().join("github/push.tag.json"), &secret);
-    set_header(
-        &mut tag,
-        "X-GitHub-Delivery",
-        "00000000-0000-4000-8000-000000000003",
-    );
+    let tag = tag_push(&secret, "00000000-0000-4000-8000-000000000003");
     assert_eq!(post(&url, &tag).await.0, StatusCode::ACCEPTED);
     server
         .app
@@ -160,12 +163,7 @@ async fn rotated_secret_stops_verifying_at_once_without_grace() {
     let server = TestServer::start(Options::default()).await;
     let (token, old, url) = server.token("user-a", "github", None).await;
     // Used first, so that the server has read (and may hold) the secret.
-    let mut tag = signed_fixture(&fixtures().join("github/push.tag.json"), &old);
-    set_header(
-        &mut tag,
-        "X-GitHub-Delivery",
-        "00000000-0000-4000-8000-000000000003",
-    );
+    let tag = tag_push(&old, "00000000-0000-4000-8000-000000000003");
     assert_eq!(post(&url, &tag).await.0, StatusCode::ACCEPTED);
     let new = server
         .app
@@ -196,12 +194,7 @@ async fn rotated_secret_keeps_verifying_during_the_grace_period() {
     assert_ne!(old, new);
     let recording = signed_fixture(&push(), &old);
     assert_eq!(post(&url, &recording).await.0, StatusCode::ACCEPTED);
-    let mut other = signed_fixture(&fixtures().join("github/push.tag.json"), &new);
-    set_header(
-        &mut other,
-        "X-GitHub-Delivery",
-        "00000000-0000-4000-8000-000000000002",
-    );
+    let other = tag_push(&new, "00000000-0000-4000-8000-000000000002");
     assert_eq!(post(&url, &other).await.0, StatusCode::ACCEPTED);
     server.stop().await;
 }
