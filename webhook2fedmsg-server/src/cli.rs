@@ -202,6 +202,9 @@ pub async fn token_add(
         "secret": secret,
     });
     println!("{out}");
+    if let Some(problem) = config.hook_url_problem() {
+        eprintln!("webhook2fedmsg: warning: {problem}");
+    }
     store.close().await;
     Ok(())
 }

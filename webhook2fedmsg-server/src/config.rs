@@ -482,6 +482,20 @@ impl Config {
         }
     }
 
+    /// Why the hook URLs shown would not reach this server, when they
+    /// are built from a `listen` address on every interface (`0.0.0.0`
+    /// or `[::]`), which no sender can post to.
+    pub fn hook_url_problem(&self) -> Option<String> {
+        (self.public_url.is_none() && self.listen.ip().is_unspecified()).then(|| {
+            format!(
+                "public_url is unset and listen ({}) names no host: hook URLs start with \
+                 {}, which no sender can reach; set public_url to this server's address",
+                self.listen,
+                self.public_base()
+            )
+        })
+    }
+
     /// The URL a sender posts to for a token.
     pub fn hook_url(&self, service: &str, hook_id: &str) -> String {
         format!("{}/{service}/{hook_id}", self.public_base())

@@ -155,6 +155,9 @@ pub async fn serve(
 
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(listen = %address, public_url = %app.config.public_base(), "listening");
+    if let Some(problem) = app.config.hook_url_problem() {
+        tracing::warn!("{problem}");
+    }
     if app.provider.is_none() {
         tracing::info!(
             "login is off (oidc.* unset): the pages offer none, use `webhook2fedmsg token`"

@@ -241,3 +241,43 @@ fn schemas_check_passes_on_the_checked_in_schemas_and_fails_when_stale() {
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("stale"));
 }
+
+#[test]
+fn token_add_warns_when_hook_urls_name_no_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = |listen: &str, public_url: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhook2fedmsg"));
+        command
+            .current_dir(dir.path())
+            .env_remove("WEBHOOK2FEDMSG_CONFIG")
+            .env("WEBHOOK2FEDMSG_SECRETS__KEY", TEST_KEY)
+            .env(
+                "WEBHOOK2FEDMSG_DATABASE__URL",
+                format!("sqlite://{}", dir.path().join("cli.db").display()),
+            )
+            .env("WEBHOOK2FEDMSG_LISTEN", listen)
+            .args(["token", "add", "--user", "a", "--service", "github"]);
+        if let Some(url) = public_url {
+            command.env("WEBHOOK2FEDMSG_PUBLIC_URL", url);
+        }
+        command.output().unwrap()
+    };
+    let anywhere = add("0.0.0.0:8080", None);
+    assert!(anywhere.status.success());
+    assert!(
+        text(&anywhere.stderr).contains("set public_url"),
+        "{}",
+        text(&anywhere.stderr)
+    );
+    for quiet in [
+        add("0.0.0.0:8080", Some("https://hooks.example.org")),
+        add("127.0.0.1:8080", None),
+    ] {
+        assert!(quiet.status.success());
+        assert!(
+            !text(&quiet.stderr).contains("public_url"),
+            "{}",
+            text(&quiet.stderr)
+        );
+    }
+}
