@@ -96,9 +96,16 @@ pub fn convert(
         Some(kind) => kind,
         None => guess_service(file, &recording)?,
     };
-    if kind == Kind::Pretix && instance_url.is_none() {
-        // Its token names the instance; the delivery itself does not.
-        bail!("a Pretix delivery needs --instance-url, the base URL of the pretix instance");
+    // The rules of `token add`: its token names the instance, the
+    // delivery itself does not.
+    let instance_url = crate::api::ops::check_instance_url(instance_url.as_deref())
+        .map_err(|e| anyhow::anyhow!("--instance-url: {e}"))?;
+    match (kind, &instance_url) {
+        (Kind::Pretix, None) => {
+            bail!("a Pretix delivery needs --instance-url, the base URL of the pretix instance")
+        }
+        (Kind::Pretix, Some(_)) | (_, None) => {}
+        (_, Some(_)) => bail!("only Pretix deliveries take --instance-url"),
     }
     let delivery = recording.to_delivery();
     let context = Context { instance_url };

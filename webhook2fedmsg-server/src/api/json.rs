@@ -106,7 +106,8 @@ pub struct NewToken {
 
 /// What an instance URL must match: http or https, a host name (or IPv4
 /// address), maybe a port, maybe a path.
-pub const INSTANCE_URL_PATTERN: &str = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$";
+pub const INSTANCE_URL_PATTERN: &str =
+    "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$";
 
 /// What a label must match: no control characters, and something that is
 /// not blank.

@@ -259,7 +259,11 @@ pub fn check_instance_url(url: Option<&str>) -> Result<Option<String>, HttpError
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
     let port_ok =
         port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
-    let path_ok = path.bytes().all(|b| b.is_ascii_graphic());
+    // The characters of a URL's path (RFC 3986): no query or fragment,
+    // and none of `"<>\^`{|}`, which would reach every message as they are.
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=:@%/-".contains(&b));
     if url.len() > 200 || !host_ok || !port_ok || !path_ok {
         return Err(refused());
     }
@@ -317,6 +321,9 @@ mod tests {
             "https://[::1]",
             "https://a:123456",
             "https://a b",
+            "https://x.org/\"><script>",
+            "https://x.org/a?b",
+            "https://x.org/a#b",
         ] {
             assert!(check_instance_url(Some(bad)).is_err(), "{bad}");
         }

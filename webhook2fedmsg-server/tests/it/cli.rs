@@ -66,14 +66,33 @@ fn convert_takes_the_pretix_instance_url() {
     );
     assert_eq!(dump["topic"], "pretix.event.checkin");
 
-    let without = run(dir.path(), &["convert", fixture.to_str().unwrap()]);
-    assert!(!without.status.success());
-    assert!(without.stdout.is_empty());
-    assert!(
-        text(&without.stderr).contains("--instance-url"),
-        "{}",
-        text(&without.stderr)
-    );
+    // Refused as `token add` refuses them: no instance, a malformed one,
+    // and one for a service that takes none.
+    let github = fixtures().join("github/push.new-branch.json");
+    for args in [
+        vec!["convert", fixture.to_str().unwrap()],
+        vec![
+            "convert",
+            "--instance-url",
+            "https://x.org/\"><script>",
+            fixture.to_str().unwrap(),
+        ],
+        vec![
+            "convert",
+            "--instance-url",
+            "https://x.org",
+            github.to_str().unwrap(),
+        ],
+    ] {
+        let refused = run(dir.path(), &args);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(refused.stdout.is_empty());
+        assert!(
+            text(&refused.stderr).contains("--instance-url"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
 }
 
 #[test]
