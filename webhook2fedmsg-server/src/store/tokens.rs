@@ -302,7 +302,7 @@ impl Store {
 
     /// The token `hook_id` names, as read by [`Store::hooks`] in the last
     /// [`HOOK_CACHE_MS`], if this store keeps them.
-    pub fn cached_hook(&self, hook_id: &str, now: i64) -> Option<Hook> {
+    pub(crate) fn cached_hook(&self, hook_id: &str, now: i64) -> Option<Hook> {
         self.hook_cache.as_ref()?.get(hook_id, now)
     }
 
@@ -416,7 +416,7 @@ async fn insert_secret(
 
 /// How long a token read by [`Store::hooks`] answers lookups from memory
 /// (milliseconds).
-pub const HOOK_CACHE_MS: i64 = 1000;
+pub(crate) const HOOK_CACHE_MS: i64 = 1000;
 
 /// Tokens recently read by hook id, so that a busy hook costs a query a
 /// second rather than one per delivery (load benchmark on SQLite, three

@@ -8,6 +8,11 @@ use serde_json::Value;
 use crate::server::{TEST_KEY, fixtures};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
+    run_with(dir, &[], args)
+}
+
+/// [`run`] with more environment variables.
+fn run_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_webhook2fedmsg"))
         .current_dir(dir)
         .env_remove("WEBHOOK2FEDMSG_CONFIG")
@@ -16,6 +21,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
             "WEBHOOK2FEDMSG_DATABASE__URL",
             format!("sqlite://{}", dir.join("cli.db").display()),
         )
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .expect("the command runs")
@@ -265,21 +271,13 @@ fn schemas_check_passes_on_the_checked_in_schemas_and_fails_when_stale() {
 fn token_add_warns_when_hook_urls_name_no_host() {
     let dir = tempfile::tempdir().unwrap();
     let add = |listen: &str, public_url: Option<&str>| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhook2fedmsg"));
-        command
-            .current_dir(dir.path())
-            .env_remove("WEBHOOK2FEDMSG_CONFIG")
-            .env("WEBHOOK2FEDMSG_SECRETS__KEY", TEST_KEY)
-            .env(
-                "WEBHOOK2FEDMSG_DATABASE__URL",
-                format!("sqlite://{}", dir.path().join("cli.db").display()),
-            )
-            .env("WEBHOOK2FEDMSG_LISTEN", listen)
-            .args(["token", "add", "--user", "a", "--service", "github"]);
-        if let Some(url) = public_url {
-            command.env("WEBHOOK2FEDMSG_PUBLIC_URL", url);
-        }
-        command.output().unwrap()
+        let mut env = vec![("WEBHOOK2FEDMSG_LISTEN", listen)];
+        env.extend(public_url.map(|url| ("WEBHOOK2FEDMSG_PUBLIC_URL", url)));
+        run_with(
+            dir.path(),
+            &env,
+            &["token", "add", "--user", "a", "--service", "github"],
+        )
     };
     let anywhere = add("0.0.0.0:8080", None);
     assert!(anywhere.status.success());
